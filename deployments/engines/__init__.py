@@ -1,0 +1,1 @@
+"""Engines behind the model servers. Only this package imports an inference library."""

@@ -1,0 +1,143 @@
+"""The vLLM engine: AsyncLLM with vLLM's own chat-template rendering, tokenization limits and
+sampling validation. The only module of the service that imports vLLM."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from vllm import SamplingParams
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.exceptions import VLLMValidationError
+from vllm.renderers.params import ChatParams, TokenizeParams
+from vllm.sampling_params import RequestOutputKind
+from vllm.v1.engine.async_llm import AsyncLLM
+
+from deployments.engines.base import EngineStep, LLMEngine
+from deployments.generation import Delta, GenerationRequest
+from deployments.prompts import BUILTIN_DIR
+from serve_app.config import ModelConfig
+from serve_app.errors import InvalidRequestError
+
+logger = logging.getLogger("copyserve.engine")
+GIB = 1 << 30
+
+
+def engine_args(model: ModelConfig) -> AsyncEngineArgs:
+    """Config → vLLM engine arguments; ``engine_kwargs`` override anything we set."""
+    e = model.engine
+    kwargs = dict(
+        model=model.source,
+        tokenizer=model.tokenizer,
+        served_model_name=model.name,
+        dtype=e.dtype,
+        max_model_len=e.max_model_len,
+        gpu_memory_utilization=e.gpu_memory_utilization,
+        tensor_parallel_size=e.tensor_parallel_size,
+        max_num_seqs=e.max_num_seqs,
+        enforce_eager=e.enforce_eager,
+        enable_lora=e.enable_lora,
+        max_lora_rank=e.max_lora_rank,
+        max_loras=e.max_loras,
+    )
+    if e.kv_cache_space_gib is not None:
+        kwargs["kv_cache_memory_bytes"] = int(e.kv_cache_space_gib * GIB)
+    kwargs.update(e.engine_kwargs)
+    return AsyncEngineArgs(**kwargs)
+
+
+def read_chat_template(name_or_path: str | None) -> str | None:
+    """A template file path, or the name of a built-in one (``plain_chat``); None keeps the tokenizer's."""
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = BUILTIN_DIR / f"{name_or_path}.jinja"
+    if not path.is_file():
+        raise ValueError(f"chat_template {name_or_path!r}: no such file, and no built-in template of that name")
+    return path.read_text(encoding="utf-8")
+
+
+class VLLMEngine(LLMEngine):
+    """One AsyncLLM per model server replica."""
+
+    def __init__(self, model: ModelConfig):
+        super().__init__(model)
+        self._engine: AsyncLLM | None = None
+        self._chat_params = ChatParams(chat_template=read_chat_template(model.chat_template),
+                                       chat_template_kwargs={"add_generation_prompt": True})
+
+    async def start(self) -> None:
+        logger.info("starting vLLM engine for %s from %s", self.model.name, self.model.source)
+        self._engine = AsyncLLM.from_engine_args(engine_args(self.model))
+
+    @property
+    def max_model_len(self) -> int:
+        return self._engine.model_config.max_model_len
+
+    async def _engine_input(self, request: GenerationRequest):
+        # Prompt length is checked by vLLM's tokenizer params; completion budget by us below, for a clearer message.
+        tok_params = TokenizeParams(max_total_tokens=self.max_model_len, add_special_tokens=request.messages is None)
+        renderer = self._engine.renderer
+        if request.messages is not None:
+            _, (engine_input,) = await renderer.render_chat_async([list(request.messages)], self._chat_params,
+                                                                  tok_params)
+        else:
+            (engine_input,) = await renderer.render_cmpl_async([{"prompt": request.prompt}], tok_params)
+        return engine_input
+
+    def _max_tokens(self, requested: int | None, prompt_tokens: int) -> int:
+        room = self.max_model_len - prompt_tokens
+        if room <= 0:
+            raise InvalidRequestError(
+                f"the prompt is {prompt_tokens} tokens and fills this model's context of {self.max_model_len} "
+                "tokens; shorten the input", "messages")
+        if requested is None:
+            return min(self.model.default_max_tokens, room)
+        if requested > room:
+            raise InvalidRequestError(
+                f"max_tokens={requested} is too large: the prompt takes {prompt_tokens} of this model's "
+                f"{self.max_model_len} context tokens, so at most {room} can be generated", "max_tokens")
+        return requested
+
+    def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> SamplingParams:
+        s = request.sampling
+        return SamplingParams(
+            n=s.n, temperature=s.temperature, top_p=s.top_p, seed=s.seed, stop=list(s.stop) or None,
+            presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty,
+            max_tokens=self._max_tokens(s.max_tokens, prompt_tokens),
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineStep]:
+        try:
+            engine_input = await self._engine_input(request)
+            prompt_tokens = len(engine_input["prompt_token_ids"])
+            params = self._sampling_params(request, prompt_tokens)
+        except VLLMValidationError as err:
+            raise InvalidRequestError(str(err), getattr(err, "parameter", None)) from None
+        except ValueError as err:  # vLLM raises plain ValueError for some bad inputs (template, lengths)
+            raise InvalidRequestError(str(err)) from None
+        completion_tokens = 0
+        async for out in self._engine.generate(engine_input, params, request.request_id):
+            deltas = []
+            for seq in out.outputs:
+                completion_tokens += len(seq.token_ids)
+                deltas.append(Delta(seq.index, seq.text, seq.finish_reason))
+            yield EngineStep(deltas, prompt_tokens, completion_tokens)
+
+    async def abort(self, request_id: str) -> None:
+        await self._engine.abort(request_id)
+
+    async def check_health(self) -> None:
+        if self._engine is None:
+            raise RuntimeError("engine not started")
+        await self._engine.check_health()
+
+    def num_unfinished_requests(self) -> int:
+        return self._engine.get_num_unfinished_requests() if self._engine else 0
+
+    async def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()

@@ -1,0 +1,64 @@
+"""What the ingress asks of a model server, and what comes back. Plain dataclasses: they cross
+Ray handles by pickle and keep the engine library out of the ingress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Engine-neutral sampling knobs; the engine turns them into its own (validated) type."""
+
+    n: int = 1
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Either chat ``messages`` (the model's chat template applies) or a raw ``prompt``."""
+
+    request_id: str
+    sampling: SamplingOptions
+    messages: tuple[dict, ...] | None = None
+    prompt: str | None = None
+
+    def __post_init__(self):
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of messages or prompt")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text for one of the ``n`` sequences; ``finish_reason`` is set on its last delta."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass
+class Completion:
+    """The finished answer with usage and timings (seconds from the server's receipt)."""
+
+    model: str
+    texts: list[str]
+    finish_reasons: list[str | None]
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_s: float | None = None
+    total_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        decode_s = self.total_s - (self.first_token_s or 0.0)
+        if self.completion_tokens <= len(self.texts) or decode_s <= 0:
+            return 0.0
+        return (self.completion_tokens - len(self.texts)) / decode_s

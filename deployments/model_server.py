@@ -1,0 +1,88 @@
+"""ModelServer deployment: one per configured model, a vLLM engine inside each replica.
+
+Serve concerns live here (streaming through handles, timings, abort on cancel, health);
+the engine is injected so unit tests can run this class with a fake engine and no Serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from deployments.engines.base import LLMEngine
+from deployments.generation import Completion, Delta, GenerationRequest
+from serve_app.config import ModelConfig
+
+logger = logging.getLogger("copyserve.model_server")
+DEFAULT_ENGINE = "deployments.engines.vllm_engine:VLLMEngine"
+
+
+def load_engine_class(path: str) -> type[LLMEngine]:
+    """``module:Class`` → class; imported lazily so only replicas load vLLM."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class ModelServer:
+    """Serves one model. ``generate`` answers whole; ``generate_stream`` yields deltas then a Completion."""
+
+    async def __init__(self, model: ModelConfig, engine_cls: str = DEFAULT_ENGINE):
+        self.model = model
+        self.engine: LLMEngine = load_engine_class(engine_cls)(model)
+        started = time.monotonic()
+        await self.engine.start()
+        logger.info("model %s ready in %.1fs", model.name, time.monotonic() - started)
+
+    async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[list[Delta] | Completion]:
+        """Token deltas per engine step, then one final Completion with usage and timings.
+
+        When the caller goes away Serve cancels this generator; the engine request is aborted
+        in ``finally`` so no decoding continues for nobody.
+        """
+        started = time.monotonic()
+        n = request.sampling.n
+        texts, reasons = [""] * n, [None] * n
+        first_token_s, step = None, None
+        finished = False
+        try:
+            async for step in self.engine.generate(request):
+                if first_token_s is None and step.completion_tokens:
+                    first_token_s = time.monotonic() - started
+                # A step can decode half a multi-byte character: its text is empty until the rest arrives.
+                deltas = [d for d in step.deltas if d.text or d.finish_reason]
+                for d in deltas:
+                    texts[d.index] += d.text
+                    reasons[d.index] = d.finish_reason or reasons[d.index]
+                if deltas:
+                    yield deltas
+            finished = True
+        finally:
+            if not finished:
+                await asyncio.shield(self.engine.abort(request.request_id))
+        yield Completion(
+            model=self.model.name, texts=texts, finish_reasons=reasons,
+            prompt_tokens=step.prompt_tokens if step else 0,
+            completion_tokens=step.completion_tokens if step else 0,
+            first_token_s=first_token_s, total_s=time.monotonic() - started,
+        )
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        result = None
+        async for item in self.generate_stream(request):
+            result = item
+        return result
+
+    async def stats(self) -> dict:
+        """What this replica is doing; the disconnect test reads ``unfinished_requests``."""
+        return {"model": self.model.name, "family": self.model.family,
+                "unfinished_requests": self.engine.num_unfinished_requests()}
+
+    async def check_health(self) -> None:
+        """Serve calls this periodically; raising marks the replica unhealthy and replaces it."""
+        await self.engine.check_health()
+
+    async def __del__(self):
+        await self.engine.shutdown()

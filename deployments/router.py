@@ -1,0 +1,93 @@
+"""Router deployment: turns an industry (or alias, or model name) into a route and a prompt.
+
+The router decides; the ingress dispatches to the chosen model server itself, so streamed
+tokens take no extra hop through this deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from deployments.prompts import Language, Length, TemplateLibrary
+from serve_app.config import AppConfig
+from serve_app.errors import InvalidRequestError, NotFoundError
+
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """Where one request goes. ``industry`` is None when a client named a model directly."""
+
+    model: str
+    industry: str | None = None
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    route: RoutePlan
+    language: Language
+    messages: list[dict]
+    max_tokens: int
+
+
+class Router:
+    """Route table from the config; pure Python so unit tests can build it without Serve."""
+
+    def __init__(self, config: AppConfig):
+        self._config = config
+        self._models = {m.name for m in config.models}
+        self._templates = TemplateLibrary(config.server.templates_dir)
+        self._routes = {r.industry: r for r in config.routes}
+        self._names: dict[str, str] = {}
+        for route in config.routes:
+            missing = route.template_name not in self._templates.templates
+            if missing:
+                raise ValueError(f"route {route.industry!r}: no prompt template {route.template_name!r} in "
+                                 f"{self._templates.directory}")
+            for key in (route.industry, *route.aliases):
+                self._names[key.casefold()] = route.industry
+
+    def _known(self) -> str:
+        return "; ".join(
+            f"{r.industry} ({', '.join(r.aliases)})" if r.aliases else r.industry for r in self._routes.values()
+        )
+
+    def industry_of(self, name: str) -> str:
+        """The industry id for an id or alias; 400 listing the known ones otherwise."""
+        industry = self._names.get(name.strip().casefold())
+        if industry is None:
+            raise InvalidRequestError(f"unknown industry {name!r}; known industries: {self._known()}", "industry")
+        return industry
+
+    async def resolve(self, name: str) -> RoutePlan:
+        """An OpenAI ``model`` field: a route (industry or alias) or a model name."""
+        if name in self._models:
+            return RoutePlan(model=name)
+        industry = self._names.get(name.strip().casefold())
+        if industry is None:
+            raise NotFoundError(
+                f"model {name!r} does not exist; use a model ({', '.join(sorted(self._models))}) "
+                f"or an industry route ({self._known()})", "model")
+        return RoutePlan(model=self._routes[industry].model, industry=industry)
+
+    async def plan_copy(self, industry: str, product: str, keywords: list[str], tone: str | None,
+                        length: Length, language: Language | None) -> CopyPlan:
+        """Pick the route for a copy request and render its prompt from the industry template."""
+        route = self._routes[self.industry_of(industry)]
+        if language is None:
+            cjk_request = CJK.search(" ".join([industry, product, *keywords]))
+            language = "zh" if cjk_request else self._config.server.default_language
+        messages = self._templates.render(route.template_name, language, product=product, keywords=keywords,
+                                          tone=tone, length=length)
+        return CopyPlan(RoutePlan(model=route.model, industry=route.industry), language, messages,
+                        self._templates.budget(length))
+
+    async def routes(self) -> list[dict]:
+        """The route table as clients see it (for /v1/models and the web page)."""
+        return [
+            {"industry": r.industry, "aliases": list(r.aliases), "model": r.model,
+             "labels": self._templates.templates[r.template_name].labels}
+            for r in self._routes.values()
+        ]

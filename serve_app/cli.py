@@ -1,0 +1,147 @@
+"""The ``copyserve`` command: serve, prepare embedded models, check a config, and a small client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from serve_app.config import ConfigError, load_config, models_home
+
+DEFAULT_CONFIG = Path("configs/local.yaml")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    from serve_app.builder import build_app
+
+    config = load_config(args.config)
+    server = config.server.model_copy(update={k: v for k, v in {"host": args.host, "port": args.port}.items() if v})
+    config = config.model_copy(update={"server": server})
+    app = build_app(config)  # validates model folders and templates before Ray starts
+    started = time.monotonic()
+    print(f"starting Ray and {len(config.models)} model deployment(s) from {args.config} ...", flush=True)
+    ray.init(address=args.address, include_dashboard=False, logging_level="WARNING")
+    serve.start(http_options={"host": server.host, "port": server.port,
+                              "request_timeout_s": server.request_timeout_s})
+    serve.run(app, name=server.app_name, route_prefix=server.route_prefix, blocking=False)
+    url = f"http://{server.host}:{server.port}{server.route_prefix.rstrip('/')}"
+    print(f"copyserve is up in {time.monotonic() - started:.0f}s at {url}", flush=True)
+    print(f"  try: curl -s {url}/v1/copy -H 'Content-Type: application/json' "
+          """-d '{"industry": "ecommerce", "product": "insulated water bottle", "keywords": ["leak-proof"]}'""")
+    print("press Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("shutting down ...", flush=True)
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def _models_prepare(args: argparse.Namespace) -> int:
+    from finetune.embedded_models import ALL_MODELS, prepare
+
+    names = tuple(args.only) if args.only else ALL_MODELS
+    folders = prepare(Path(args.home) if args.home else models_home(), names, force=args.force)
+    for name, folder in folders.items():
+        print(f"{name}\t{folder}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from serve_app.builder import validate_for_serving
+
+    config = load_config(args.config)
+    validate_for_serving(config)
+    print(f"{args.config}: ok ({len(config.models)} models, {len(config.routes)} routes)")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    body = {"industry": args.industry, "product": args.product,
+            "keywords": [k.strip() for k in args.keywords.split(",") if k.strip()] if args.keywords else [],
+            "length": args.length, "stream": args.stream}
+    for key in ("tone", "language", "temperature", "max_tokens", "seed"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    url = f"{args.url.rstrip('/')}/v1/copy"
+    with httpx.Client(timeout=args.timeout) as client:
+        if not args.stream:
+            response = client.post(url, json=body)
+            print(json.dumps(response.json(), ensure_ascii=False, indent=2))
+            return 0 if response.is_success else 1
+        with client.stream("POST", url, json=body) as response:
+            if not response.is_success:
+                print(response.read().decode(), file=sys.stderr)
+                return 1
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    if event["type"] == "delta":
+                        print(event["text"], end="", flush=True)
+                    else:
+                        print(f"\n\n{json.dumps({k: v for k, v in event.items() if k != 'texts'}, ensure_ascii=False)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="copyserve", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start a local Ray, deploy the app, serve until Ctrl-C")
+    s.add_argument("--config", default=DEFAULT_CONFIG, type=Path)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.set_defaults(func=_serve)
+
+    m = sub.add_parser("models", help="embedded models").add_subparsers(dest="action", required=True)
+    mp = m.add_parser("prepare", help="convert SmolLM2 from its GGUF and build the tiny test models")
+    mp.add_argument("--home", help="folder for the models (default: $COPYSERVE_HOME/models)")
+    mp.add_argument("--only", nargs="+", choices=["smollm2-135m-instruct", "tiny-gptj", "tiny-qwen3"])
+    mp.add_argument("--force", action="store_true", help="rebuild even if present")
+    mp.set_defaults(func=_models_prepare)
+
+    c = sub.add_parser("check-config", help="validate a config file and the files it names")
+    c.add_argument("config", type=Path)
+    c.set_defaults(func=_check_config)
+
+    g = sub.add_parser("generate", help="ask a running service for copy")
+    g.add_argument("--url", default="http://127.0.0.1:8000")
+    g.add_argument("--industry", required=True)
+    g.add_argument("--product", required=True)
+    g.add_argument("--keywords", help="comma-separated")
+    g.add_argument("--tone")
+    g.add_argument("--language", choices=["en", "zh"])
+    g.add_argument("--length", choices=["short", "medium", "long"], default="medium")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--max-tokens", dest="max_tokens", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--stream", action="store_true")
+    g.add_argument("--timeout", type=float, default=300)
+    g.set_defaults(func=_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"copyserve: {err}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as err:
+        print(f"copyserve: cannot reach the service: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

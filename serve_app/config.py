@@ -1,0 +1,241 @@
+"""The app's configuration: a pydantic schema, loaded from YAML and validated once at start.
+
+The YAML file is the starting state of the service; everything the deployments need is read from
+here (no ``os.environ`` in business logic). A bad file fails with the field path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SLUG = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+EMBEDDED_PREFIX = "embedded:"
+DEFAULT_HOME = Path.home() / ".cache" / "copyserve"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be served; the message names the field and the fix."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in YAML must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(Strict):
+    """vLLM engine arguments we know and check; anything else goes through ``engine_kwargs``."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight and activation dtype. fp32 decodes ~4x faster than bf16 on AVX2-only CPUs."
+    )
+    max_model_len: int = Field(2048, ge=64, le=1_048_576, description="Context length: prompt plus completion.")
+    kv_cache_space_gib: float | None = Field(
+        None, gt=0, le=1024, description="KV cache size in GiB on CPU engines (VLLM_CPU_KVCACHE_SPACE)."
+    )
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="GPUs per replica for tensor parallelism.")
+    max_num_seqs: int = Field(64, ge=1, le=4096, description="Most sequences decoded in one batch.")
+    enable_lora: bool = Field(False, description="Serve LoRA adapters per request (Qwen3/Llama only).")
+    max_lora_rank: int = Field(16, ge=1, le=512, description="Largest adapter rank the engine accepts.")
+    max_loras: int = Field(4, ge=1, le=256, description="Adapters resident in one batch.")
+    enforce_eager: bool = Field(True, description="Skip CUDA graph / compile warm-up (faster start, slower decode).")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Raw extra vLLM AsyncEngineArgs.")
+
+
+class DeploymentOptions(Strict):
+    """Ray Serve options for one deployment; merged over the defaults of ``DEFAULT_DEPLOYMENT_OPTIONS``."""
+
+    num_replicas: int = Field(1, ge=1, le=1024, description="Replica count (autoscaling arrives with issue 6).")
+    max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="Requests one replica works on at once.")
+    num_cpus: float = Field(0.1, ge=0, le=256, description="Ray CPUs reserved per replica (fractional is fine).")
+    num_gpus: float = Field(0, ge=0, le=64, description="GPUs per replica; 0 on the CPU profile.")
+    resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica.")
+
+
+class ModelConfig(Strict):
+    """One model deployment: a vLLM engine over one set of weights."""
+
+    name: str = Field(..., pattern=SLUG, description="Model id used in routes and as the OpenAI `model` name.")
+    family: Literal["gptj", "qwen3", "llama"] = Field(..., description="Architecture family; decides LoRA support.")
+    source: str = Field(
+        ..., min_length=1, description="Local folder, `embedded:<name>` (prepared by `copyserve models prepare`), "
+        "or a hub id such as `Qwen/Qwen3-4B-Instruct-2507`."
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer folder or hub id when not beside the weights.")
+    chat_template: str | None = Field(
+        None, description="Jinja chat template file for models whose tokenizer has none (base models like GPT-J)."
+    )
+    default_max_tokens: int = Field(256, ge=1, description="Completion budget when a request gives none.")
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=1))
+
+    @model_validator(mode="after")
+    def _check_lora_family(self) -> ModelConfig:
+        if self.engine.enable_lora and self.family == "gptj":
+            raise ValueError(
+                "engine.enable_lora: vLLM has no LoRA kernels for GPT-J; serve GPT-J adapters merged "
+                "(finetune --merge) and set enable_lora: false"
+            )
+        if self.default_max_tokens >= self.engine.max_model_len:
+            raise ValueError(
+                f"default_max_tokens ({self.default_max_tokens}) must be below engine.max_model_len "
+                f"({self.engine.max_model_len}) to leave room for the prompt"
+            )
+        return self
+
+
+class RouteConfig(Strict):
+    """An industry: the model that writes its copy and the prompt template it uses."""
+
+    industry: str = Field(..., pattern=SLUG, description="Industry id, e.g. `ecommerce`.")
+    aliases: list[str] = Field(default_factory=list, description="Other names clients may use: `电商`, `e-commerce`.")
+    model: str = Field(..., description="Name of a model in `models`.")
+    template: str | None = Field(None, description="Prompt template file (without .yaml); defaults to the industry.")
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_not_blank(cls, aliases: list[str]) -> list[str]:
+        if any(not a.strip() for a in aliases):
+            raise ValueError("aliases must not be blank")
+        return [a.strip() for a in aliases]
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.industry
+
+
+class ServerConfig(Strict):
+    """HTTP front door and the Serve deployments that are not model servers."""
+
+    host: str = Field("127.0.0.1", description="Address the Serve HTTP proxy binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the Serve HTTP proxy binds.")
+    app_name: str = Field("copyserve", pattern=SLUG, description="Serve application name.")
+    route_prefix: str = Field("/", description="HTTP prefix of the app.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies get 413.")
+    request_timeout_s: float = Field(300, gt=0, description="Serve proxy timeout for one request.")
+    default_language: Literal["en", "zh"] = Field("en", description="Copy language when a request gives none.")
+    templates_dir: str | None = Field(None, description="Folder of prompt templates; defaults to the built-in set.")
+    ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
+    router: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _prefix_starts_with_slash(cls, prefix: str) -> str:
+        if not prefix.startswith("/"):
+            raise ValueError('route_prefix must start with "/"')
+        return prefix
+
+
+class AppConfig(Strict):
+    """The whole service: server options, model deployments and industry routes."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    models: list[ModelConfig] = Field(..., min_length=1)
+    routes: list[RouteConfig] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> AppConfig:
+        names = [m.name for m in self.models]
+        _no_duplicates("models", names)
+        _no_duplicates("routes", [r.industry for r in self.routes])
+        for i, route in enumerate(self.routes):
+            if route.model not in names:
+                raise ValueError(f"routes.{i}.model: unknown model {route.model!r}; known models: {', '.join(names)}")
+        seen: dict[str, str] = {}
+        for route in self.routes:
+            for key in [route.industry, *route.aliases]:
+                folded = key.casefold()
+                if seen.setdefault(folded, route.industry) != route.industry:
+                    raise ValueError(f"alias {key!r} is used by both {seen[folded]!r} and {route.industry!r}")
+                if folded in {n.casefold() for n in names} and key != route.industry:
+                    raise ValueError(f"alias {key!r} of route {route.industry!r} is also a model name")
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        return next(m for m in self.models if m.name == name)
+
+
+def _no_duplicates(what: str, keys: list[str]) -> None:
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"{what}: duplicate names {dupes}")
+
+
+def models_home() -> Path:
+    """Where `copyserve models prepare` writes embedded models (``COPYSERVE_HOME`` overrides)."""
+    return Path(os.environ.get("COPYSERVE_HOME", DEFAULT_HOME)) / "models"
+
+
+def resolve_source(source: str, base_dir: Path) -> str:
+    """Turn ``embedded:<name>`` and relative paths into absolute folders; hub ids pass through."""
+    if source.startswith(EMBEDDED_PREFIX):
+        return str(models_home() / source[len(EMBEDDED_PREFIX):])
+    if source.startswith((".", "/", "~")):
+        return str((base_dir / Path(source).expanduser()).resolve())
+    return source
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> AppConfig:
+    """Validate a config mapping; relative model paths are resolved against ``base_dir``."""
+    base_dir = base_dir or Path.cwd()
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config:\n{_format_validation_error(err)}") from None
+    models = []
+    for m in config.models:
+        updates: dict[str, Any] = {"source": resolve_source(m.source, base_dir)}
+        if m.tokenizer:
+            updates["tokenizer"] = resolve_source(m.tokenizer, base_dir)
+        if m.chat_template:
+            updates["chat_template"] = resolve_source(m.chat_template, base_dir)
+        models.append(m.model_copy(update=updates))
+    server = config.server
+    if server.templates_dir:
+        server = server.model_copy(update={"templates_dir": resolve_source(server.templates_dir, base_dir)})
+    return config.model_copy(update={"models": models, "server": server})
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and validate a YAML config file; raises ConfigError with the field path on any problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with `models` and `routes`")
+    try:
+        return parse_config(data, base_dir=path.parent)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def check_local_sources(config: AppConfig) -> None:
+    """Fail early when a local model folder is missing, with the command that creates it."""
+    for i, m in enumerate(config.models):
+        if Path(m.source).is_absolute() and not Path(m.source).is_dir():
+            hint = " (run `copyserve models prepare`)" if str(models_home()) in m.source else ""
+            raise ConfigError(f"models.{i}.source: model folder {m.source} does not exist{hint}")
+
+
+def is_slug(value: str) -> bool:
+    return re.fullmatch(SLUG, value) is not None

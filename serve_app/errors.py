@@ -1,0 +1,78 @@
+"""One error hierarchy for the whole service, and the one place that turns exceptions into HTTP.
+
+Deployments raise these; they cross Ray handles (picklable by their args) and the ingress maps
+them to OpenAI-style JSON ``{"error": {"message", "type", "param", "code"}}`` with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ray.exceptions import RayError, RayTaskError
+
+logger = logging.getLogger("copyserve")
+
+
+class CopyServeError(Exception):
+    """Base class: an error a client can act on. ``status_code`` and ``type`` reach the client."""
+
+    status_code = 500
+    type = "internal_error"
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.param))
+
+
+class InvalidRequestError(CopyServeError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationError(CopyServeError):
+    status_code = 401
+    type = "authentication_error"
+
+
+class NotFoundError(CopyServeError):
+    status_code = 404
+    type = "not_found_error"
+
+
+class PayloadTooLargeError(CopyServeError):
+    status_code = 413
+    type = "invalid_request_error"
+
+
+class ServiceUnavailableError(CopyServeError):
+    status_code = 503
+    type = "service_unavailable"
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """Ray wraps a deployment's exception in RayTaskError; the client needs the original."""
+    while isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), BaseException):
+        exc = exc.cause
+    return exc
+
+
+def to_error_body(exc: BaseException, request_id: str) -> tuple[int, dict]:
+    """Map any exception to (status, body). Unknown errors are 500 with internals hidden."""
+    exc = unwrap(exc)
+    if isinstance(exc, CopyServeError):
+        status, etype, message, param = exc.status_code, exc.type, exc.message, exc.param
+    elif isinstance(exc, RayError):
+        # Replica died, actor unavailable, back-pressure: the service, not the request, is at fault.
+        logger.warning("request %s failed in Ray: %r", request_id, exc)
+        status, etype, param = 503, "service_unavailable", None
+        message = "the model server is unavailable right now; retry shortly"
+    else:
+        logger.exception("request %s failed", request_id, exc_info=exc)
+        status, etype, message, param = 500, "internal_error", "internal server error", None
+    body = {"error": {"message": f"{message} (request id: {request_id})", "type": etype, "param": param,
+                      "code": status}}
+    return status, body

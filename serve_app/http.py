@@ -1,0 +1,120 @@
+"""HTTP plumbing shared by every endpoint: request ids, the body-size limit, error responses, SSE."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray.exceptions import RayError
+
+from serve_app.errors import CopyServeError, InvalidRequestError, PayloadTooLargeError, to_error_body
+
+REQUEST_ID_HEADER = "x-request-id"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or "unknown"
+
+
+def error_response(exc: BaseException, request_id: str) -> JSONResponse:
+    status, body = to_error_body(exc, request_id)
+    return JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id})
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts, param = [], None
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            return f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})", None
+        if err.get("type") == "model_attributes_type" or not loc:
+            parts.append("request body must be a JSON object")
+            continue
+        param = param or ".".join(loc)
+        parts.append(f"{'.'.join(loc)}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as ``{"error": {...}}`` JSON carrying the request id."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return error_response(InvalidRequestError(message, param), request_id_of(request))
+
+    @app.exception_handler(CopyServeError)
+    async def _known(request: Request, exc: CopyServeError):
+        return error_response(exc, request_id_of(request))
+
+    @app.exception_handler(RayError)
+    async def _ray(request: Request, exc: RayError):
+        return error_response(exc, request_id_of(request))
+
+    @app.exception_handler(Exception)
+    async def _unknown(request: Request, exc: Exception):
+        return error_response(exc, request_id_of(request))
+
+
+class RequestContextMiddleware:
+    """Pure ASGI (so streaming and disconnects pass untouched): assigns the request id, echoes it
+    in the response headers, and refuses bodies over ``max_body_bytes`` with 413."""
+
+    def __init__(self, app, default_max_body_bytes: int = 1_000_000):
+        self.app = app
+        self.default_max_body_bytes = default_max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128]
+        request_id = given or f"req-{uuid.uuid4().hex[:24]}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        # The limit lives on app.state: the ingress sets it from config when its replica starts.
+        limit = getattr(scope["app"].state, "max_body_bytes", self.default_max_body_bytes)
+        too_large = PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes", None)
+        length = headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > limit:
+            return await error_response(too_large, request_id)(scope, receive, send)
+
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large
+            return message
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), request_id.encode())]
+            await send(message)
+
+        # Serve's proxy puts its request id in the request headers and echoes it on the response;
+        # add ours only when we made one (no proxy in front, e.g. in-process tests).
+        await self.app(scope, limited_receive, send if given else send_with_id)
+
+
+def sse(data: dict | str) -> str:
+    """One server-sent event."""
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {payload}\n\n"
+
+
+async def sse_stream(events: AsyncIterator[dict], request_id: str, done_marker: bool) -> AsyncIterator[str]:
+    """Encode events as SSE; an error after the stream began becomes a final error event."""
+    try:
+        async for event in events:
+            yield sse(event)
+    except (CopyServeError, RayError) as exc:
+        yield sse({"type": "error", **to_error_body(exc, request_id)[1]})
+    if done_marker:
+        yield sse("[DONE]")

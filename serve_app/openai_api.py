@@ -1,0 +1,72 @@
+"""OpenAI wire format: requests into GenerationRequests, Completions and deltas into OpenAI JSON."""
+
+from __future__ import annotations
+
+import time
+
+from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
+from serve_app.protocol import ChatCompletionRequest, CompletionRequest, OpenAISampling
+
+
+def _sampling(req: OpenAISampling) -> SamplingOptions:
+    return SamplingOptions(
+        n=req.n, temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens, seed=req.seed,
+        stop=tuple(req.stop), presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+    )
+
+
+def chat_generation(req: ChatCompletionRequest, request_id: str) -> GenerationRequest:
+    # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
+    messages = tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                     for m in req.messages)
+    return GenerationRequest(request_id=request_id, sampling=_sampling(req), messages=messages)
+
+
+def completion_generation(req: CompletionRequest, request_id: str) -> GenerationRequest:
+    return GenerationRequest(request_id=request_id, sampling=_sampling(req), prompt=req.prompt)
+
+
+def usage(c: Completion) -> dict:
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens}
+
+
+class OpenAIFormatter:
+    """Builds response objects for one request of either endpoint (``chat`` or ``text`` completions)."""
+
+    def __init__(self, kind: str, request_id: str, include_usage: bool = False):
+        self.chat = kind == "chat"
+        self.base = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{request_id}",
+                     "object": "chat.completion" if self.chat else "text_completion", "created": int(time.time())}
+        self.include_usage = include_usage
+        self._role_sent: set[int] = set()
+
+    def _choice(self, index: int, text: str, finish_reason: str | None, streaming: bool) -> dict:
+        if not self.chat:
+            return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        if not streaming:
+            return {"index": index, "message": {"role": "assistant", "content": text},
+                    "logprobs": None, "finish_reason": finish_reason}
+        delta = {"content": text}
+        if index not in self._role_sent:
+            self._role_sent.add(index)
+            delta["role"] = "assistant"
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+    def response(self, c: Completion) -> dict:
+        choices = [self._choice(i, t, r, False) for i, (t, r) in enumerate(zip(c.texts, c.finish_reasons))]
+        return {**self.base, "model": c.model, "choices": choices, "usage": usage(c)}
+
+    def _chunk(self, model: str, choices: list[dict], **extra) -> dict:
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        return {**self.base, "object": obj, "model": model, "choices": choices, **extra}
+
+    def delta_chunk(self, model: str, deltas: list[Delta]) -> dict:
+        # finish_reason goes out in the closing chunk only, where the whole answer is known.
+        return self._chunk(model, [self._choice(d.index, d.text, None, True) for d in deltas])
+
+    def closing_chunks(self, c: Completion) -> list[dict]:
+        chunks = [self._chunk(c.model, [self._choice(i, "", r, True) for i, r in enumerate(c.finish_reasons)])]
+        if self.include_usage:
+            chunks.append(self._chunk(c.model, [], usage=usage(c)))
+        return chunks

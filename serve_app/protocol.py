@@ -1,0 +1,132 @@
+"""HTTP request and response schemas: the native copy API and the OpenAI-compatible subset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+# --- native copy API -------------------------------------------------------------------------
+
+class CopyRequest(BaseModel):
+    """``POST /v1/copy``: write copy for a product in an industry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    industry: NonBlank = Field(..., max_length=64, description="Industry id or alias: ecommerce, 电商, finance...")
+    product: NonBlank = Field(..., max_length=500, description="The product or service to write about.")
+    keywords: list[Keyword] = Field(default_factory=list, max_length=20, description="Words the copy should use.")
+    tone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None = None
+    length: Literal["short", "medium", "long"] = "medium"
+    language: Literal["en", "zh"] | None = Field(None, description="Defaults to zh for Chinese input, else en.")
+    n: int = Field(1, ge=1, le=8, description="How many alternative texts.")
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, description="Completion budget; defaults from `length`.")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    stream: bool = False
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Timings(BaseModel):
+    first_token_ms: float | None = Field(None, description="Model server receipt to first token.")
+    generation_ms: float = Field(..., description="Model server receipt to last token.")
+    total_ms: float = Field(..., description="Ingress receipt to response.")
+    tokens_per_s: float = Field(..., description="Decode speed after the first token.")
+
+
+class CopyResponse(BaseModel):
+    id: str
+    object: Literal["copy"] = "copy"
+    created: int
+    industry: str
+    model: str
+    language: Literal["en", "zh"]
+    text: str = Field(..., description="The first (or only) text; `texts` has all n.")
+    texts: list[str]
+    finish_reasons: list[str | None]
+    usage: Usage
+    timings: Timings
+
+
+# --- OpenAI-compatible API ------------------------------------------------------------------
+
+class ContentPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class OpenAISampling(BaseModel):
+    """Fields both OpenAI endpoints share. Unknown fields are ignored, as OpenAI clients send extras."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: NonBlank
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=8)
+    max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, description="Up to 4 stop strings (a single string is fine).")
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> list[str]:
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return stops
+
+
+class ChatCompletionRequest(OpenAISampling):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> ChatCompletionRequest:
+        self.max_tokens = self.max_completion_tokens or self.max_tokens
+        return self
+
+
+class CompletionRequest(OpenAISampling):
+    prompt: str | list[str] = Field(..., description="One prompt (a list of exactly one is accepted).")
+    temperature: float = Field(1.0, ge=0, le=2)
+    max_tokens: int | None = Field(16, ge=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _single_prompt(cls, prompt: str | list[str]) -> str:
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise ValueError("send one prompt per request (a list of exactly one string)")
+            prompt = prompt[0]
+        if not prompt:
+            raise ValueError("prompt must not be empty")
+        return prompt
