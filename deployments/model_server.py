@@ -85,4 +85,6 @@ class ModelServer:
         await self.engine.check_health()
 
     async def __del__(self):
-        await self.engine.shutdown()
+        engine = getattr(self, "engine", None)  # absent when __init__ failed
+        if engine is not None:
+            await engine.shutdown()

@@ -9,7 +9,7 @@ from ray.serve import Application
 
 from deployments.model_server import DEFAULT_ENGINE, ModelServer
 from deployments.router import Router
-from serve_app.config import AppConfig, ConfigError, DeploymentOptions, check_local_sources
+from serve_app.config import AppConfig, ConfigError, DeploymentOptions, ModelConfig, check_local_sources
 from serve_app.ingress import Ingress
 
 # Defaults every deployment starts from; a deployment's own options are merged over these.
@@ -22,12 +22,19 @@ DEFAULT_DEPLOYMENT_OPTIONS: dict[str, Any] = {
 MODEL_DEPLOYMENT_OPTIONS: dict[str, Any] = {"health_check_period_s": 15, "health_check_timeout_s": 60}
 
 
-def deployment_options(opts: DeploymentOptions, **overrides: Any) -> dict[str, Any]:
-    actor = {"num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus}
+def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+    actor: dict[str, Any] = {"num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus}
     if opts.resources:
         actor["resources"] = dict(opts.resources)
+    if env:
+        actor["runtime_env"] = {"env_vars": env}
     return {**DEFAULT_DEPLOYMENT_OPTIONS, "num_replicas": opts.num_replicas,
             "max_ongoing_requests": opts.max_ongoing_requests, "ray_actor_options": actor, **overrides}
+
+
+def engine_env(model: ModelConfig) -> dict[str, str]:
+    """Settings vLLM reads only from the environment of the replica's process."""
+    return {"VLLM_CPU_OMP_THREADS_BIND": model.engine.cpu_omp_threads_bind}
 
 
 def model_deployment_name(model: str) -> str:
@@ -49,7 +56,7 @@ def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Applicatio
     router = serve.deployment(Router, name="Router").options(**deployment_options(config.server.router)).bind(config)
     models = {
         m.name: serve.deployment(ModelServer, name=model_deployment_name(m.name))
-        .options(**deployment_options(m.deployment, **MODEL_DEPLOYMENT_OPTIONS))
+        .options(**deployment_options(m.deployment, engine_env(m), **MODEL_DEPLOYMENT_OPTIONS))
         .bind(m, engine_cls)
         for m in config.models
     }

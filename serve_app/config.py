@@ -45,6 +45,10 @@ class EngineConfig(Strict):
     enable_lora: bool = Field(False, description="Serve LoRA adapters per request (Qwen3/Llama only).")
     max_lora_rank: int = Field(16, ge=1, le=512, description="Largest adapter rank the engine accepts.")
     max_loras: int = Field(4, ge=1, le=256, description="Adapters resident in one batch.")
+    cpu_omp_threads_bind: str = Field(
+        "auto", description="CPU engines: VLLM_CPU_OMP_THREADS_BIND (`auto`, `nobind`, or core ids like `0-1`). "
+        "`nobind` lets several engines share a small machine."
+    )
     enforce_eager: bool = Field(True, description="Skip CUDA graph / compile warm-up (faster start, slower decode).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Raw extra vLLM AsyncEngineArgs.")
 

@@ -1,0 +1,57 @@
+"""The OpenAI-compatible endpoints through the official openai client, unchanged but for base_url."""
+
+import pytest
+from openai import BadRequestError, NotFoundError, OpenAI
+
+
+@pytest.fixture(scope="module")
+def oai(base_url):
+    return OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.mark.parametrize("model, served_by", [
+    ("ecommerce", "smollm2-135m-instruct"), ("金融", "tiny-qwen3"), ("tiny-gptj", "tiny-gptj"),
+])
+def test_chat_completion(oai, model, served_by):
+    r = oai.chat.completions.create(model=model, messages=[{"role": "system", "content": "Be brief."},
+                                                           {"role": "user", "content": "Name a fruit."}],
+                                    max_tokens=8, temperature=0)
+    assert r.model == served_by and r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant" and r.choices[0].message.content
+    assert r.choices[0].finish_reason in {"stop", "length"}
+    assert 0 < r.usage.completion_tokens <= 8
+
+
+def test_chat_completion_stream_with_usage(oai):
+    stream = oai.chat.completions.create(model="smollm2-135m-instruct", max_tokens=10, temperature=0, stream=True,
+                                         stream_options={"include_usage": True},
+                                         messages=[{"role": "user", "content": "Say hello to the team."}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in {"stop", "length"}
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens <= 10
+    whole = oai.chat.completions.create(model="smollm2-135m-instruct", max_tokens=10, temperature=0,
+                                        messages=[{"role": "user", "content": "Say hello to the team."}])
+    assert whole.choices[0].message.content == text
+
+
+def test_completion_and_stream(oai):
+    r = oai.completions.create(model="education", prompt="Our new course teaches", max_tokens=6, temperature=0)
+    assert r.model == "tiny-gptj" and r.choices[0].text and 0 < r.usage.completion_tokens <= 6
+    streamed = "".join(c.choices[0].text for c in oai.completions.create(
+        model="education", prompt="Our new course teaches", max_tokens=6, temperature=0, stream=True))
+    assert streamed == r.choices[0].text
+
+
+def test_models_lists_models_and_routes(oai):
+    ids = {m.id for m in oai.models.list().data}
+    assert {"smollm2-135m-instruct", "tiny-qwen3", "tiny-gptj", "ecommerce", "finance", "education"} <= ids
+
+
+def test_client_errors_surface_as_openai_errors(oai):
+    with pytest.raises(NotFoundError, match="known|route"):
+        oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(BadRequestError, match="max_tokens"):
+        oai.chat.completions.create(model="tiny-gptj", messages=[{"role": "user", "content": "hi"}],
+                                    max_tokens=100_000, stream=True)
