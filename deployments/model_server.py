@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -76,8 +77,13 @@ class ModelServer:
         return result
 
     async def stats(self) -> dict:
-        """What this replica is doing; the disconnect test reads ``unfinished_requests``."""
-        return {"model": self.model.name, "family": self.model.family,
+        """What this replica is doing, for /healthz and tests: engine health, requests in the engine."""
+        try:
+            await self.engine.check_health()
+            healthy = True
+        except Exception:  # a dead engine is a state to report here, not an error of this call
+            healthy = False
+        return {"model": self.model.name, "family": self.model.family, "healthy": healthy, "pid": os.getpid(),
                 "unfinished_requests": self.engine.num_unfinished_requests()}
 
     async def check_health(self) -> None:

@@ -154,7 +154,7 @@ class Ingress:
         async def probe(name: str, handle: DeploymentHandle) -> tuple[str, dict]:
             try:
                 stats = await asyncio.wait_for(handle.stats.remote(), HEALTH_TIMEOUT_S)
-                return name, {"status": "ok", **stats}
+                return name, {"status": "ok" if stats.pop("healthy") else "engine dead", **stats}
             except Exception as exc:  # a health probe reports any failure instead of raising
                 return name, {"status": "unavailable", "error": type(exc).__name__}
 

@@ -13,12 +13,13 @@ from vllm.exceptions import VLLMValidationError
 from vllm.renderers.params import ChatParams, TokenizeParams
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
 
 from deployments.engines.base import EngineStep, LLMEngine
 from deployments.generation import Delta, GenerationRequest
 from deployments.prompts import BUILTIN_DIR
 from serve_app.config import ModelConfig
-from serve_app.errors import InvalidRequestError
+from serve_app.errors import InvalidRequestError, ServiceUnavailableError
 
 logger = logging.getLogger("copyserve.engine")
 GIB = 1 << 30
@@ -120,12 +121,17 @@ class VLLMEngine(LLMEngine):
         except ValueError as err:  # vLLM raises plain ValueError for some bad inputs (template, lengths)
             raise InvalidRequestError(str(err)) from None
         completion_tokens = 0
-        async for out in self._engine.generate(engine_input, params, request.request_id):
-            deltas = []
-            for seq in out.outputs:
-                completion_tokens += len(seq.token_ids)
-                deltas.append(Delta(seq.index, seq.text, seq.finish_reason))
-            yield EngineStep(deltas, prompt_tokens, completion_tokens)
+        try:
+            async for out in self._engine.generate(engine_input, params, request.request_id):
+                deltas = []
+                for seq in out.outputs:
+                    completion_tokens += len(seq.token_ids)
+                    deltas.append(Delta(seq.index, seq.text, seq.finish_reason))
+                yield EngineStep(deltas, prompt_tokens, completion_tokens)
+        except EngineDeadError:
+            # Serve's health check will replace this replica; until then the client should retry.
+            raise ServiceUnavailableError(f"the engine of model {self.model.name} stopped; "
+                                          "its replica is being replaced, retry shortly") from None
 
     async def abort(self, request_id: str) -> None:
         await self._engine.abort(request_id)

@@ -1,0 +1,42 @@
+"""A dead vLLM engine fails the replica's health check, shows in /healthz, and Serve replaces it."""
+
+import time
+
+import psutil
+
+
+def wait_for(predicate, timeout_s: float, every_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    return None
+
+
+def test_killed_engine_is_reported_then_replaced(client, model_handle):
+    model = "tiny-gptj"
+    replica_pid = model_handle(model).stats.remote().result()["pid"]
+    engines = [p for p in psutil.Process(replica_pid).children(recursive=True)
+               if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline())]
+    assert engines, "the replica should own a vLLM EngineCore process"
+    for p in engines:
+        p.kill()
+
+    def reported_dead():
+        health = client.get("/healthz")
+        return health.status_code == 503 and health.json()["models"][model]["status"] != "ok"
+
+    assert wait_for(reported_dead, 30), "/healthz should report the dead engine"
+    # Meanwhile a request to that model is refused cleanly (503) or served by a fresh replica (200).
+    meanwhile = client.post("/v1/copy", json={"industry": "education", "product": "atlas", "max_tokens": 4})
+    assert meanwhile.status_code in (200, 503), meanwhile.text
+
+    def replaced():
+        health = client.get("/healthz")
+        return health.status_code == 200 and health.json()["models"][model]["pid"] != replica_pid
+
+    assert wait_for(replaced, 180, every_s=2), "Serve should replace the replica whose health check fails"
+    after = client.post("/v1/copy", json={"industry": "education", "product": "atlas", "max_tokens": 4})
+    assert after.status_code == 200 and after.json()["model"] == model
