@@ -64,11 +64,11 @@ async def level(url: str, requests: int, concurrency: int, max_tokens: int) -> d
         results = await asyncio.gather(*(guarded(i) for i in range(requests)))
         wall = time.perf_counter() - started
     print(file=sys.stderr)
-    ttft, latency, tokens = zip(*results)
+    ttft, latency, tokens = zip(*results, strict=True)
     return {"concurrency": concurrency, "requests": requests, "ttft_p50_ms": statistics.median(ttft) * 1000,
             "latency_p50_s": statistics.median(latency), "latency_p95_s": percentile(list(latency), 0.95),
             "tokens": sum(tokens), "tok_per_s": sum(tokens) / wall,
-            "tok_per_s_per_stream": statistics.median(t / lat for t, lat in zip(tokens, latency))}
+            "tok_per_s_per_stream": statistics.median(t / lat for t, lat in zip(tokens, latency, strict=True))}
 
 
 def main() -> None:

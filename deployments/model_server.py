@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
 from serve_app.config import ModelConfig
+from serve_app.errors import quiet_client_errors
 
 logger = logging.getLogger("copyserve.model_server")
 DEFAULT_ENGINE = "deployments.engines.vllm_engine:VLLMEngine"
@@ -31,6 +32,7 @@ class ModelServer:
     """Serves one model. ``generate`` answers whole; ``generate_stream`` yields deltas then a Completion."""
 
     async def __init__(self, model: ModelConfig, engine_cls: str = DEFAULT_ENGINE):
+        quiet_client_errors()
         self.model = model
         self.engine: LLMEngine = load_engine_class(engine_cls)(model)
         started = time.monotonic()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from deployments.prompts import Language, Length, TemplateLibrary
 from serve_app.config import AppConfig
-from serve_app.errors import InvalidRequestError, NotFoundError
+from serve_app.errors import InvalidRequestError, NotFoundError, quiet_client_errors
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -36,6 +36,7 @@ class Router:
     """Route table from the config; pure Python so unit tests can build it without Serve."""
 
     def __init__(self, config: AppConfig):
+        quiet_client_errors()
         self._config = config
         self._models = {m.name for m in config.models}
         self._templates = TemplateLibrary(config.server.templates_dir)

@@ -7,7 +7,6 @@ here (no ``os.environ`` in business logic). A bad file fails with the field path
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,7 +156,8 @@ class AppConfig(Strict):
             for key in [route.industry, *route.aliases]:
                 folded = key.casefold()
                 if seen.setdefault(folded, route.industry) != route.industry:
-                    raise ValueError(f"alias {key!r} is used by both {seen[folded]!r} and {route.industry!r}")
+                    raise ValueError(f"routes.{route.industry}.aliases: {key!r} is used by both "
+                                     f"{seen[folded]!r} and {route.industry!r}")
                 if folded in {n.casefold() for n in names} and key != route.industry:
                     raise ValueError(f"alias {key!r} of route {route.industry!r} is also a model name")
         return self
@@ -211,8 +211,9 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> AppConfi
             updates["chat_template"] = resolve_source(m.chat_template, base_dir)
         models.append(m.model_copy(update=updates))
     server = config.server
-    if server.templates_dir:
-        server = server.model_copy(update={"templates_dir": resolve_source(server.templates_dir, base_dir)})
+    if server.templates_dir:  # always a folder: relative to the config file, whatever its spelling
+        templates_dir = (base_dir / Path(server.templates_dir).expanduser()).resolve()
+        server = server.model_copy(update={"templates_dir": str(templates_dir)})
     return config.model_copy(update={"models": models, "server": server})
 
 
@@ -223,6 +224,8 @@ def load_config(path: str | Path) -> AppConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -239,7 +242,3 @@ def check_local_sources(config: AppConfig) -> None:
         if Path(m.source).is_absolute() and not Path(m.source).is_dir():
             hint = " (run `copyserve models prepare`)" if str(models_home()) in m.source else ""
             raise ConfigError(f"models.{i}.source: model folder {m.source} does not exist{hint}")
-
-
-def is_slug(value: str) -> bool:
-    return re.fullmatch(SLUG, value) is not None

@@ -76,3 +76,23 @@ def to_error_body(exc: BaseException, request_id: str) -> tuple[int, dict]:
     body = {"error": {"message": f"{message} (request id: {request_id})", "type": etype, "param": param,
                       "code": status}}
     return status, body
+
+
+class _ClientErrorFilter(logging.Filter):
+    """Serve logs every exception a replica method raises as an ERROR with a traceback. A client's
+    mistake (4xx) is not the service's error: keep it as one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CopyServeError) and exc.status_code < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = f"request refused ({exc.status_code}): {exc.message}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_errors(logger_name: str = "ray.serve") -> None:
+    """Install the filter once per process (called by replicas that raise CopyServeErrors)."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(f, _ClientErrorFilter) for f in target.filters):
+        target.addFilter(_ClientErrorFilter())

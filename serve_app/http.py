@@ -82,25 +82,41 @@ class RequestContextMiddleware:
         length = headers.get(b"content-length")
         if length and length.isdigit() and int(length) > limit:
             return await error_response(too_large, request_id)(scope, receive, send)
-
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise too_large
-            return message
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # No declared length (chunked upload): read the body here, up to the limit, then replay it.
+            # Raising from inside FastAPI's body parsing would surface as its generic 400 instead.
+            buffered, size, more = [], 0, True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                size += len(message.get("body", b""))
+                if size > limit:
+                    return await error_response(too_large, request_id)(scope, receive, send)
+                buffered.append(message)
+                more = message.get("more_body", False)
+            receive = _replay(buffered, receive)
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER.encode(), request_id.encode())]
+                message_headers = message.get("headers", [])
+                if not any(k.lower() == REQUEST_ID_HEADER.encode() for k, _ in message_headers):
+                    message["headers"] = [*message_headers, (REQUEST_ID_HEADER.encode(), request_id.encode())]
             await send(message)
 
         # Serve's proxy puts its request id in the request headers and echoes it on the response;
         # add ours only when we made one (no proxy in front, e.g. in-process tests).
-        await self.app(scope, limited_receive, send if given else send_with_id)
+        await self.app(scope, receive, send if given else send_with_id)
+
+
+def _replay(messages: list[dict], receive):
+    """An ASGI receive that returns already-read body messages, then the real receive (disconnects)."""
+    pending = list(messages)
+
+    async def replayed():
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def sse(data: dict | str) -> str:

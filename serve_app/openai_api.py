@@ -54,7 +54,7 @@ class OpenAIFormatter:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
     def response(self, c: Completion) -> dict:
-        choices = [self._choice(i, t, r, False) for i, (t, r) in enumerate(zip(c.texts, c.finish_reasons))]
+        choices = [self._choice(i, t, r, False) for i, (t, r) in enumerate(zip(c.texts, c.finish_reasons, strict=True))]
         return {**self.base, "model": c.model, "choices": choices, "usage": usage(c)}
 
     def _chunk(self, model: str, choices: list[dict], **extra) -> dict:

@@ -98,10 +98,12 @@ class OpenAISampling(BaseModel):
 
     @field_validator("stop", mode="before")
     @classmethod
-    def _stop_list(cls, stop: str | list[str] | None) -> list[str]:
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("stop takes up to 4 non-empty strings")
+    def _stop_list(cls, stop: object) -> list[str]:
+        stops = [stop] if isinstance(stop, str) else stop
+        if stops is None:
+            return []
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
+            raise ValueError("stop takes a string or a list of up to 4 non-empty strings")
         return stops
 
 

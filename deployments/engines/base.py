@@ -45,5 +45,5 @@ class LLMEngine(ABC):
     def num_unfinished_requests(self) -> int:
         """Requests the engine is still working on (queued or decoding)."""
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release processes and memory; the default does nothing."""

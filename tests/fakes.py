@@ -1,0 +1,75 @@
+"""Test doubles: a deterministic in-process engine that honours the LLMEngine contract without vLLM.
+
+``FakeEngine`` emits the words ``tok0 tok1 ...`` one token per step for each of the ``n`` sequences,
+sleeping ``step_s`` per step so tests can cancel mid-stream. Like a real engine it keeps decoding a
+request whose consumer went away until ``abort`` is called: a request leaves ``running`` only when it
+finishes or is aborted, so a test can tell whether the caller aborted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from deployments.engines.base import EngineStep, LLMEngine
+from deployments.generation import Delta, GenerationRequest
+from serve_app.config import ModelConfig
+
+
+class FakeEngine(LLMEngine):
+    """Deterministic engine; class attributes are the defaults, instances may be tuned per test."""
+
+    step_s = 0.005
+    default_max_tokens = 8
+    prompt_tokens = 5
+
+    def __init__(self, model: ModelConfig):
+        super().__init__(model)
+        self.started = False
+        self.healthy = True
+        self.shut_down = False
+        self.running: set[str] = set()
+        self.aborted: list[str] = []
+        self.requests: list[GenerationRequest] = []
+
+    async def start(self) -> None:
+        self.started = True
+
+    @staticmethod
+    def token(i: int) -> str:
+        return f"tok{i}" if i == 0 else f" tok{i}"
+
+    @classmethod
+    def expected_text(cls, num_tokens: int) -> str:
+        return "".join(cls.token(i) for i in range(num_tokens))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineStep]:
+        if not self.started:
+            raise RuntimeError("engine used before start()")
+        self.requests.append(request)
+        self.running.add(request.request_id)
+        n = request.sampling.n
+        budget = request.sampling.max_tokens or self.default_max_tokens
+        for i in range(budget):
+            await asyncio.sleep(self.step_s)
+            if request.request_id not in self.running:  # aborted while we slept
+                return
+            last = i == budget - 1
+            deltas = [Delta(index=k, text=self.token(i), finish_reason="length" if last else None) for k in range(n)]
+            if last:
+                self.running.discard(request.request_id)
+            yield EngineStep(deltas=deltas, prompt_tokens=self.prompt_tokens, completion_tokens=(i + 1) * n)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.running.discard(request_id)
+
+    async def check_health(self) -> None:
+        if not self.healthy:
+            raise RuntimeError("fake engine is dead")
+
+    def num_unfinished_requests(self) -> int:
+        return len(self.running)
+
+    async def shutdown(self) -> None:
+        self.shut_down = True

@@ -1,0 +1,104 @@
+"""Request schemas: the native copy request and the OpenAI-compatible ones."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from serve_app.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, CopyRequest
+
+CHAT = {"model": "ecommerce", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def copy_request(**fields) -> CopyRequest:
+    return CopyRequest.model_validate({"industry": "ecommerce", "product": "Shoes", **fields})
+
+
+def error_locs(err: pytest.ExceptionInfo) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in err.value.errors()}
+
+
+def test_copy_request_defaults_and_stripping():
+    req = copy_request(industry="  电商 ", product="  Trail Shoes\n", keywords=[" light ", "grippy"], tone=" calm ")
+    assert req.industry == "电商" and req.product == "Trail Shoes"
+    assert req.keywords == ["light", "grippy"] and req.tone == "calm"
+    assert (req.length, req.language, req.n, req.stream) == ("medium", None, 1, False)
+
+
+@pytest.mark.parametrize(("fields", "loc"), [
+    ({"colour": "red"}, "colour"),
+    ({"product": "   "}, "product"),
+    ({"temperature": 2.01}, "temperature"),
+    ({"n": 9}, "n"),
+    ({"n": 0}, "n"),
+    ({"keywords": ["ok", "  "]}, "keywords.1"),
+    ({"keywords": [""]}, "keywords.0"),
+    ({"length": "epic"}, "length"),
+    ({"language": "fr"}, "language"),
+    ({"top_p": 0}, "top_p"),
+])
+def test_copy_request_rejects(fields, loc):
+    with pytest.raises(ValidationError) as err:
+        copy_request(**fields)
+    assert loc in error_locs(err)
+
+
+def test_copy_request_accepts_bounds():
+    req = copy_request(temperature=2, n=8, top_p=1)
+    assert (req.temperature, req.n, req.top_p) == (2, 8, 1)
+
+
+def test_max_completion_tokens_overrides_max_tokens():
+    both = {**CHAT, "max_tokens": 10, "max_completion_tokens": 20}
+    assert ChatCompletionRequest.model_validate(both).max_tokens == 20
+    assert ChatCompletionRequest.model_validate({**CHAT, "max_tokens": 10}).max_tokens == 10
+    assert ChatCompletionRequest.model_validate(CHAT).max_tokens is None
+
+
+@pytest.mark.parametrize(("stop", "expected"), [("END", ["END"]), (["a", "b"], ["a", "b"]), (None, []), ([], [])])
+def test_stop_normalised_to_list(stop, expected):
+    assert ChatCompletionRequest.model_validate({**CHAT, "stop": stop}).stop == expected
+
+
+@pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], ["a", ""], ""])
+def test_stop_rejects_too_many_or_empty(stop):
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate({**CHAT, "stop": stop})
+    assert "stop" in error_locs(err)
+
+
+def test_chat_ignores_unknown_fields():
+    req = ChatCompletionRequest.model_validate({**CHAT, "logit_bias": {"50256": -100}, "parallel_tool_calls": True})
+    assert not hasattr(req, "logit_bias")
+    assert "logit_bias" not in req.model_dump()
+
+
+def test_chat_requires_messages():
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate({**CHAT, "messages": []})
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate({**CHAT, "messages": [{"role": "tool", "content": "x"}]})
+
+
+def test_chat_message_text_joins_parts():
+    msg = ChatMessage.model_validate({"role": "user", "content": [{"type": "text", "text": "a"},
+                                                                  {"type": "text", "text": "b"}]})
+    assert msg.text() == "ab"
+
+
+def test_completion_prompt_list_of_one_becomes_str():
+    req = CompletionRequest.model_validate({"model": "m", "prompt": ["Once upon"]})
+    assert req.prompt == "Once upon"
+    assert req.max_tokens == 16
+
+
+@pytest.mark.parametrize("prompt", [["a", "b"], [], "", [""]])
+def test_completion_prompt_rejects(prompt):
+    with pytest.raises(ValidationError) as err:
+        CompletionRequest.model_validate({"model": "m", "prompt": prompt})
+    assert "prompt" in error_locs(err)
+
+
+def test_blank_model_rejected():
+    with pytest.raises(ValidationError):
+        CompletionRequest.model_validate({"model": "  ", "prompt": "x"})
