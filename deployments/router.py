@@ -6,14 +6,12 @@ tokens take no extra hop through this deployment.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from deployments.postprocess import CJK
 from deployments.prompts import Language, Length, TemplateLibrary
-from serve_app.config import AppConfig
+from serve_app.config import AppConfig, QualityConfig
 from serve_app.errors import InvalidRequestError, NotFoundError, quiet_client_errors
-
-CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,7 @@ class CopyPlan:
     language: Language
     messages: list[dict]
     max_tokens: int
+    quality: QualityConfig
 
 
 class Router:
@@ -83,7 +82,7 @@ class Router:
         messages = self._templates.render(route.template_name, language, product=product, keywords=keywords,
                                           tone=tone, length=length)
         return CopyPlan(RoutePlan(model=route.model, industry=route.industry), language, messages,
-                        self._templates.budget(length))
+                        self._templates.budget(length), route.quality)
 
     async def routes(self) -> list[dict]:
         """The route table as clients see it (for /v1/models and the web page)."""

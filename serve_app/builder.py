@@ -8,7 +8,9 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.model_server import DEFAULT_ENGINE, ModelServer
+from deployments.polish import Polish
 from deployments.router import Router
+from deployments.sentiment import Sentiment
 from serve_app.config import AppConfig, ConfigError, DeploymentOptions, ModelConfig, check_local_sources
 from serve_app.ingress import Ingress
 
@@ -51,7 +53,7 @@ def validate_for_serving(config: AppConfig) -> None:
 
 
 def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Application:
-    """Ingress → Router, and Ingress → one ModelServer deployment per configured model."""
+    """Ingress → Router, Ingress → one ModelServer per model, Ingress → Polish → Sentiment."""
     validate_for_serving(config)
     router = serve.deployment(Router, name="Router").options(**deployment_options(config.server.router)).bind(config)
     models = {
@@ -60,5 +62,10 @@ def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Applicatio
         .bind(m, engine_cls)
         for m in config.models
     }
+    polish = serve.deployment(Polish, name="Polish").options(**deployment_options(config.polish.deployment))
+    polish = polish.bind(config.polish, {config.polish.llm_model: models[config.polish.llm_model]}
+                         if config.polish.mode == "llm" else None)
+    sentiment = serve.deployment(Sentiment, name="Sentiment").options(
+        **deployment_options(config.sentiment.deployment)).bind(config.sentiment)
     ingress = serve.deployment(Ingress, name="Ingress").options(**deployment_options(config.server.ingress))
-    return ingress.bind(router, models, config.server)
+    return ingress.bind(router, models, polish, sentiment, config.server)

@@ -94,6 +94,15 @@ class ModelConfig(Strict):
         return self
 
 
+class QualityConfig(Strict):
+    """The quality gate of one route: regenerate copy whose sentiment is below the floor."""
+
+    sentiment_floor: float | None = Field(
+        None, ge=0, le=1, description="Lowest acceptable sentiment score (0 negative .. 1 positive); None: no gate."
+    )
+    max_retries: int = Field(0, ge=0, le=5, description="Regenerations (with new seeds) allowed below the floor.")
+
+
 class RouteConfig(Strict):
     """An industry: the model that writes its copy and the prompt template it uses."""
 
@@ -101,6 +110,7 @@ class RouteConfig(Strict):
     aliases: list[str] = Field(default_factory=list, description="Other names clients may use: `电商`, `e-commerce`.")
     model: str = Field(..., description="Name of a model in `models`.")
     template: str | None = Field(None, description="Prompt template file (without .yaml); defaults to the industry.")
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("aliases")
     @classmethod
@@ -136,10 +146,42 @@ class ServerConfig(Strict):
         return prefix
 
 
+class PolishConfig(Strict):
+    """The grammar-polish deployment: rule-based, or a model rewrite followed by the rules."""
+
+    mode: Literal["rules", "llm"] = Field("rules", description="`llm` first rewrites through `llm_model`.")
+    llm_model: str | None = Field(None, description="Model (from `models`) that rewrites in `llm` mode.")
+    llm_max_tokens: int = Field(256, ge=1, description="Budget of the rewrite.")
+    rules_file: str | None = Field(None, description="Compliance rules YAML; defaults to the built-in file.")
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+
+class SentimentConfig(Strict):
+    """The sentiment deployment: an offline lexicon default, or transformers classifiers."""
+
+    backend: Literal["lexicon", "transformers"] = Field(
+        "lexicon", description="`lexicon`: TextBlob (en) and SnowNLP (zh), offline; `transformers`: `models`."
+    )
+    models: dict[Literal["en", "zh"], str] = Field(
+        default_factory=dict, description="Text-classification model (folder or hub id) per language."
+    )
+    max_batch_size: int = Field(16, ge=1, le=1024, description="Texts scored in one batch.")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, le=5, description="How long a batch waits to fill.")
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+    @model_validator(mode="after")
+    def _models_for_transformers(self) -> SentimentConfig:
+        if self.backend == "transformers" and set(self.models) != {"en", "zh"}:
+            raise ValueError("the transformers backend needs `models` for both `en` and `zh`")
+        return self
+
+
 class AppConfig(Strict):
     """The whole service: server options, model deployments and industry routes."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
+    polish: PolishConfig = Field(default_factory=PolishConfig)
+    sentiment: SentimentConfig = Field(default_factory=SentimentConfig)
     models: list[ModelConfig] = Field(..., min_length=1)
     routes: list[RouteConfig] = Field(..., min_length=1)
 
@@ -148,6 +190,9 @@ class AppConfig(Strict):
         names = [m.name for m in self.models]
         _no_duplicates("models", names)
         _no_duplicates("routes", [r.industry for r in self.routes])
+        if self.polish.mode == "llm" and self.polish.llm_model not in names:
+            raise ValueError(f"polish.llm_model: `llm` mode needs one of the models ({', '.join(names)}), "
+                             f"got {self.polish.llm_model!r}")
         for i, route in enumerate(self.routes):
             if route.model not in names:
                 raise ValueError(f"routes.{i}.model: unknown model {route.model!r}; known models: {', '.join(names)}")
@@ -214,7 +259,12 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> AppConfi
     if server.templates_dir:  # always a folder: relative to the config file, whatever its spelling
         templates_dir = (base_dir / Path(server.templates_dir).expanduser()).resolve()
         server = server.model_copy(update={"templates_dir": str(templates_dir)})
-    return config.model_copy(update={"models": models, "server": server})
+    sentiment = config.sentiment.model_copy(
+        update={"models": {k: resolve_source(v, base_dir) for k, v in config.sentiment.models.items()}})
+    polish = config.polish
+    if polish.rules_file:
+        polish = polish.model_copy(update={"rules_file": str((base_dir / Path(polish.rules_file)).resolve())})
+    return config.model_copy(update={"models": models, "server": server, "sentiment": sentiment, "polish": polish})
 
 
 def load_config(path: str | Path) -> AppConfig:

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
-from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+from ray.serve.handle import DeploymentHandle
 
-from deployments.generation import Completion, GenerationRequest, SamplingOptions
+from deployments.generation import Completion, GenerationRequest
 from serve_app.config import ServerConfig
+from serve_app.copy_pipeline import CopyPipeline, model_stream
 from serve_app.http import SSE_HEADERS, RequestContextMiddleware, install_error_handlers, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation
-from serve_app.protocol import ChatCompletionRequest, CompletionRequest, CopyRequest, CopyResponse, Timings, Usage
+from serve_app.protocol import ChatCompletionRequest, CompletionRequest, CopyRequest, CopyResponse
 
 HEALTH_TIMEOUT_S = 5.0
 
@@ -29,12 +30,14 @@ app.add_middleware(RequestContextMiddleware)
 class Ingress:
     """Routes: /v1/copy, /v1/chat/completions, /v1/completions, /v1/models, /healthz."""
 
-    def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle], server: ServerConfig):
+    def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle], polish: DeploymentHandle,
+                 sentiment: DeploymentHandle, server: ServerConfig):
         self.router = router
         self.models = models
         # Handles made with .options() are cached: each call would otherwise build a new handle
         # (and a new connection to the controller) per request.
         self.streaming = {name: h.options(stream=True) for name, h in models.items()}
+        self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment)
         self.server = server
         app.state.max_body_bytes = server.max_body_bytes
 
@@ -42,43 +45,10 @@ class Ingress:
 
     @app.post("/v1/copy", response_model=CopyResponse)
     async def copy(self, body: CopyRequest, request: Request):
-        received = time.monotonic()
-        request_id = request_id_of(request)
-        plan = await self.router.plan_copy.remote(body.industry, body.product, body.keywords, body.tone,
-                                                  body.length, body.language)
-        generation = GenerationRequest(
-            request_id=request_id, messages=tuple(plan.messages),
-            sampling=SamplingOptions(n=body.n, temperature=body.temperature, top_p=body.top_p, seed=body.seed,
-                                     max_tokens=body.max_tokens or plan.max_tokens),
-        )
-
-        def final(c: Completion) -> dict:
-            texts = [t.strip() for t in c.texts]
-            return CopyResponse(
-                id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
-                language=plan.language, text=texts[0], texts=texts, finish_reasons=c.finish_reasons,
-                usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                            total_tokens=c.prompt_tokens + c.completion_tokens),
-                timings=Timings(first_token_ms=c.first_token_s and round(c.first_token_s * 1000, 1),
-                                generation_ms=round(c.total_s * 1000, 1),
-                                total_ms=round((time.monotonic() - received) * 1000, 1),
-                                tokens_per_s=round(c.tokens_per_s, 2)),
-            ).model_dump()
-
+        received, request_id = time.monotonic(), request_id_of(request)
         if not body.stream:
-            return final(await self.models[plan.route.model].generate.remote(generation))
-
-        async def events(items: AsyncIterator) -> AsyncIterator[dict]:
-            async for item in items:
-                if isinstance(item, Completion):
-                    yield {"type": "final", **final(item)}
-                else:
-                    for d in item:
-                        yield {"type": "delta", "index": d.index, "text": d.text}
-
-        items = await self._open_stream(plan.route.model, generation)
-        return StreamingResponse(sse_stream(events(items), request_id, done_marker=False),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
+            return await self.pipeline.run(body, request_id, received)
+        return await self._sse(self.pipeline.stream(body, request_id, received), request_id, done_marker=False)
 
     # --- OpenAI-compatible API ---------------------------------------------------------------
 
@@ -103,39 +73,32 @@ class Ingress:
         if not body.stream:
             return fmt.response(await self.models[plan.model].generate.remote(generation))
 
-        async def events(items: AsyncIterator) -> AsyncIterator[dict]:
-            async for item in items:
+        async def events() -> AsyncIterator[dict]:
+            async for item in model_stream(self.streaming[plan.model], generation):
                 if isinstance(item, Completion):
                     for chunk in fmt.closing_chunks(item):
                         yield chunk
                 else:
                     yield fmt.delta_chunk(plan.model, item)
 
-        items = await self._open_stream(plan.model, generation)
-        return StreamingResponse(sse_stream(events(items), generation.request_id, done_marker=True),
-                                 media_type="text/event-stream", headers=SSE_HEADERS)
+        return await self._sse(events(), generation.request_id, done_marker=True)
 
-    async def _open_stream(self, model: str, generation: GenerationRequest) -> AsyncIterator:
-        """Start streaming and wait for the first item, so a bad request is still a plain 4xx."""
-        stream: DeploymentResponseGenerator = self.streaming[model].generate_stream.remote(generation)
+    @staticmethod
+    async def _sse(events: AsyncIterator[dict], request_id: str, done_marker: bool) -> StreamingResponse:
+        """Wait for the first event before answering, so a bad request is still a plain 4xx."""
         try:
-            first = await stream.__anext__()
+            first = await events.__anext__()
         except BaseException:
-            stream.cancel()
+            await events.aclose()
             raise
 
-        async def items():
-            done = False
-            try:
-                yield first
-                async for item in stream:
-                    yield item
-                done = True
-            finally:
-                if not done:  # client went away: cancelling reaches the replica, which aborts the engine request
-                    stream.cancel()
+        async def all_events():
+            yield first
+            async for event in events:
+                yield event
 
-        return items()
+        return StreamingResponse(sse_stream(all_events(), request_id, done_marker), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
 
     # --- discovery and health ----------------------------------------------------------------
 

@@ -27,8 +27,9 @@ class CopyRequest(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, description="Completion budget; defaults from `length`.")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
     stream: bool = False
+    postprocess: bool = Field(True, description="Polish, sentiment and the quality gate; false returns raw copy.")
 
 
 class Usage(BaseModel):
@@ -42,6 +43,8 @@ class Timings(BaseModel):
     generation_ms: float = Field(..., description="Model server receipt to last token.")
     total_ms: float = Field(..., description="Ingress receipt to response.")
     tokens_per_s: float = Field(..., description="Decode speed after the first token.")
+    polish_ms: float | None = Field(None, description="Time the Polish deployment added (chosen attempt).")
+    sentiment_ms: float | None = Field(None, description="Time the Sentiment deployment added (chosen attempt).")
 
 
 class CopyResponse(BaseModel):
@@ -51,10 +54,15 @@ class CopyResponse(BaseModel):
     industry: str
     model: str
     language: Literal["en", "zh"]
-    text: str = Field(..., description="The first (or only) text; `texts` has all n.")
+    text: str = Field(..., description="The best (or only) text, post-processed; `texts` has all n.")
     texts: list[str]
+    raw_text: str = Field(..., description="`text` as the model wrote it, before polish.")
     finish_reasons: list[str | None]
-    usage: Usage
+    polish: dict | None = Field(None, description="`edits` polish made to `text`: rule, before, after, start.")
+    sentiment: dict | None = Field(None, description="label, score in [0, 1] (1 = most positive), language.")
+    attempts: int = Field(1, description="Generations made; more than 1 when the quality gate asked again.")
+    attempt_scores: list[float] = Field(default_factory=list, description="Best sentiment score of each attempt.")
+    usage: Usage = Field(..., description="Tokens over all attempts.")
     timings: Timings
 
 

@@ -57,7 +57,7 @@ def test_stream_sends_deltas_then_a_final_event(client):
     deltas, final = events[:-1], events[-1]
     assert len(deltas) >= 2 and all(e["type"] == "delta" for e in deltas)
     assert final["type"] == "final" and final["model"] == SMOLLM2
-    assert "".join(e["text"] for e in deltas).strip() == final["text"]
+    assert "".join(e["text"] for e in deltas).strip() == final["raw_text"]
     assert final["usage"]["completion_tokens"] <= 24
     # Same request without streaming (temperature 0) gives the same text.
     whole = client.post("/v1/copy", json={**body, "stream": False}).json()

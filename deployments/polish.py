@@ -1,0 +1,54 @@
+"""Polish deployment: language-aware clean-up and industry compliance rules, optionally after a
+model rewrite. Returns the polished text with every edit (rule, before, after, where)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import yaml
+from jinja2.sandbox import SandboxedEnvironment
+
+from deployments.generation import GenerationRequest, SamplingOptions
+from deployments.polish_rules import RULES_FILE, Edit, load_compliance, polish_text
+from deployments.postprocess import Draft
+from serve_app.config import PolishConfig
+from serve_app.errors import quiet_client_errors
+
+PROMPT_FILE = Path(__file__).parent / "rules" / "polish_prompt.yaml"
+
+
+class Polish:
+    """Rules always run; in ``llm`` mode a model rewrites the text first (recorded as one edit)."""
+
+    def __init__(self, config: PolishConfig, models: dict | None = None):
+        quiet_client_errors()
+        self.config = config
+        self.compliance = load_compliance(Path(config.rules_file) if config.rules_file else RULES_FILE)
+        self.rewriter = (models or {}).get(config.llm_model) if config.mode == "llm" else None
+        self._prompts = yaml.safe_load(PROMPT_FILE.read_text(encoding="utf-8"))
+        self._env = SandboxedEnvironment()
+
+    def rules_for(self, industry: str | None) -> list:
+        return self.compliance.get("all", []) + self.compliance.get(industry or "", [])
+
+    async def _rewrite(self, draft: Draft) -> str:
+        prompt = self._prompts[draft.language]
+        messages = ({"role": "system", "content": prompt["system"]},
+                    {"role": "user", "content": self._env.from_string(prompt["user"]).render(text=draft.text)})
+        request = GenerationRequest(request_id=f"polish-{uuid.uuid4().hex[:16]}", messages=messages,
+                                    sampling=SamplingOptions(temperature=0, max_tokens=self.config.llm_max_tokens))
+        completion = await self.rewriter.generate.remote(request)
+        return completion.texts[0].strip() or draft.text
+
+    async def process(self, draft: Draft) -> Draft:
+        text, edits = draft.text, []
+        if self.rewriter is not None:
+            rewritten = await self._rewrite(draft)
+            if rewritten != text:
+                edits.append(Edit("llm_rewrite", text, rewritten, 0))
+                text = rewritten
+        text, found = polish_text(text, draft.language, draft.finish_reason, self.rules_for(draft.industry))
+        draft.text = text
+        draft.edits = [e.to_dict() for e in edits + found]
+        return draft

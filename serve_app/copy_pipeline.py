@@ -1,0 +1,148 @@
+"""/v1/copy end to end: plan (Router) → write (ModelServer) → Polish → Sentiment → quality gate.
+
+Below the route's sentiment floor the copy is written again with another seed, up to the route's
+retry budget, and the best attempt is answered. Streaming sends each attempt's tokens as they
+come, a ``retry`` event between attempts, and the post-processed answer as the ``final`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from ray.serve.handle import DeploymentHandle
+
+from deployments.generation import Completion, GenerationRequest, SamplingOptions
+from deployments.postprocess import Draft
+from deployments.router import CopyPlan
+from serve_app.protocol import CopyRequest, CopyResponse, Timings, Usage
+
+RETRY_MIN_TEMPERATURE = 0.7  # at temperature 0 another seed would give the same text
+
+
+async def model_stream(handle: DeploymentHandle, generation: GenerationRequest) -> AsyncIterator:
+    """A model server's stream; closing it early cancels the call, which aborts the engine request."""
+    stream = handle.generate_stream.remote(generation)
+    done = False
+    try:
+        async for item in stream:
+            yield item
+        done = True
+    finally:
+        if not done:
+            stream.cancel()
+
+
+@dataclass
+class Attempt:
+    number: int
+    completion: Completion
+    drafts: list[Draft]
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        scores = [d.sentiment["score"] for d in self.drafts if d.sentiment]
+        return max(scores) if scores else 0.0
+
+    @property
+    def best(self) -> int:
+        scores = [d.sentiment["score"] if d.sentiment else 0.0 for d in self.drafts]
+        return scores.index(max(scores))
+
+
+class CopyPipeline:
+    def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle],
+                 streaming: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle):
+        self.router, self.models, self.streaming = router, models, streaming
+        self.polish, self.sentiment = polish, sentiment
+
+    async def plan(self, body: CopyRequest) -> CopyPlan:
+        return await self.router.plan_copy.remote(body.industry, body.product, body.keywords, body.tone,
+                                                  body.length, body.language)
+
+    @staticmethod
+    def generation(body: CopyRequest, plan: CopyPlan, request_id: str, attempt: int) -> GenerationRequest:
+        seed, temperature = body.seed, body.temperature
+        if attempt > 1:
+            seed = (seed if seed is not None else random.randrange(2**31)) + attempt
+            temperature = max(temperature, RETRY_MIN_TEMPERATURE)
+        return GenerationRequest(
+            request_id=request_id if attempt == 1 else f"{request_id}-{attempt}", messages=tuple(plan.messages),
+            sampling=SamplingOptions(n=body.n, temperature=temperature, top_p=body.top_p, seed=seed,
+                                     max_tokens=body.max_tokens or plan.max_tokens))
+
+    async def postprocess(self, number: int, completion: Completion, plan: CopyPlan, enabled: bool) -> Attempt:
+        drafts = [Draft(t.strip(), plan.language, plan.route.industry, r)
+                  for t, r in zip(completion.texts, completion.finish_reasons, strict=True)]
+        attempt = Attempt(number, completion, drafts)
+        if not enabled:
+            return attempt
+        started = time.perf_counter()
+        drafts = await asyncio.gather(*(self.polish.process.remote(d) for d in drafts))
+        polished = time.perf_counter()
+        attempt.drafts = await asyncio.gather(*(self.sentiment.process.remote(d) for d in drafts))
+        attempt.timings = {"polish_ms": round((polished - started) * 1000, 2),
+                           "sentiment_ms": round((time.perf_counter() - polished) * 1000, 2)}
+        return attempt
+
+    @staticmethod
+    def accepted(attempt: Attempt, plan: CopyPlan, enabled: bool) -> bool:
+        floor = plan.quality.sentiment_floor
+        return not enabled or floor is None or attempt.score >= floor
+
+    async def run(self, body: CopyRequest, request_id: str, received: float) -> dict:
+        plan = await self.plan(body)
+        attempts: list[Attempt] = []
+        for number in range(1, plan.quality.max_retries + 2):
+            completion = await self.models[plan.route.model].generate.remote(
+                self.generation(body, plan, request_id, number))
+            attempts.append(await self.postprocess(number, completion, plan, body.postprocess))
+            if self.accepted(attempts[-1], plan, body.postprocess):
+                break
+        return self.response(body, plan, attempts, request_id, received)
+
+    async def stream(self, body: CopyRequest, request_id: str, received: float) -> AsyncIterator[dict]:
+        plan = await self.plan(body)
+        attempts: list[Attempt] = []
+        for number in range(1, plan.quality.max_retries + 2):
+            completion = None
+            async for item in model_stream(self.streaming[plan.route.model],
+                                           self.generation(body, plan, request_id, number)):
+                if isinstance(item, Completion):
+                    completion = item
+                else:
+                    for d in item:
+                        yield {"type": "delta", "attempt": number, "index": d.index, "text": d.text}
+            attempts.append(await self.postprocess(number, completion, plan, body.postprocess))
+            if self.accepted(attempts[-1], plan, body.postprocess):
+                break
+            if number <= plan.quality.max_retries:
+                yield {"type": "retry", "attempt": number, "sentiment_score": attempts[-1].score,
+                       "sentiment_floor": plan.quality.sentiment_floor}
+        yield {"type": "final", **self.response(body, plan, attempts, request_id, received)}
+
+    @staticmethod
+    def response(body: CopyRequest, plan: CopyPlan, attempts: list[Attempt], request_id: str,
+                 received: float) -> dict:
+        chosen = max(attempts, key=lambda a: a.score) if body.postprocess else attempts[-1]
+        c, best = chosen.completion, chosen.drafts[chosen.best]
+        prompt_tokens = sum(a.completion.prompt_tokens for a in attempts)
+        completion_tokens = sum(a.completion.completion_tokens for a in attempts)
+        return CopyResponse(
+            id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
+            language=plan.language, text=best.text, texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
+            finish_reasons=c.finish_reasons, attempts=len(attempts),
+            polish={"edits": best.edits} if body.postprocess else None,
+            sentiment=best.sentiment,
+            attempt_scores=[a.score for a in attempts] if body.postprocess else [],
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        total_tokens=prompt_tokens + completion_tokens),
+            timings=Timings(first_token_ms=c.first_token_s and round(c.first_token_s * 1000, 1),
+                            generation_ms=round(c.total_s * 1000, 1),
+                            total_ms=round((time.monotonic() - received) * 1000, 1),
+                            tokens_per_s=round(c.tokens_per_s, 2), **chosen.timings),
+        ).model_dump()
