@@ -1,5 +1,5 @@
-"""The FastAPI ingress: HTTP only. It validates requests, asks the Router where they go, calls the
-chosen ModelServer through its handle, and shapes JSON or SSE answers."""
+"""The FastAPI ingress: HTTP only. It validates requests and hands them to the copy pipeline or, for the
+OpenAI API, to the routed ModelServer; it shapes JSON and SSE answers and maps errors."""
 
 from __future__ import annotations
 
