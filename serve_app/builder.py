@@ -6,6 +6,7 @@ from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from deployments.model_server import DEFAULT_ENGINE, ModelServer
 from deployments.polish import Polish
@@ -31,7 +32,10 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
     if env:
         actor["runtime_env"] = {"env_vars": env}
     return {**DEFAULT_DEPLOYMENT_OPTIONS, "num_replicas": opts.num_replicas,
-            "max_ongoing_requests": opts.max_ongoing_requests, "ray_actor_options": actor, **overrides}
+            "max_ongoing_requests": opts.max_ongoing_requests, "max_queued_requests": opts.max_queued_requests,
+            # Serve answers a full queue itself (plain text); this makes it 503 with Retry-After.
+            "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=opts.retry_after_s),
+            "ray_actor_options": actor, **overrides}
 
 
 def engine_env(model: ModelConfig) -> dict[str, str]:
@@ -68,4 +72,4 @@ def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Applicatio
     sentiment = serve.deployment(Sentiment, name="Sentiment").options(
         **deployment_options(config.sentiment.deployment)).bind(config.sentiment)
     ingress = serve.deployment(Ingress, name="Ingress").options(**deployment_options(config.server.ingress))
-    return ingress.bind(router, models, polish, sentiment, config.server)
+    return ingress.bind(router, models, polish, sentiment, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,13 @@ def _serve(args: argparse.Namespace) -> int:
     serve.run(app, name=server.app_name, route_prefix=server.route_prefix, blocking=False)
     url = f"http://{server.host}:{server.port}{server.route_prefix.rstrip('/')}"
     print(f"copyserve is up in {time.monotonic() - started:.0f}s at {url}", flush=True)
+    if config.auth.enabled:
+        print("  auth: ON - create a key with `copyserve keys create --role admin` and send "
+              "`Authorization: Bearer <key>`")
+    else:
+        print("  auth: OFF (auth.enabled: false in the config) - anyone who can reach this port can use it")
+    print(f"  redis: {config.redis.url if config.redis.enabled else 'disabled'}"
+          f" (cache {'on' if config.cache.enabled else 'off'}, ttl {config.cache.ttl_s}s)")
     print(f"  try: curl -s {url}/v1/copy -H 'Content-Type: application/json' "
           """-d '{"industry": "ecommerce", "product": "insulated water bottle", "keywords": ["leak-proof"]}'""")
     print("press Ctrl-C to stop", flush=True)
@@ -44,6 +52,48 @@ def _serve(args: argparse.Namespace) -> int:
         serve.shutdown()
         ray.shutdown()
     return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from deployments.state.keys import KeyStore
+    from deployments.state.store import RedisStore
+
+    config = load_config(args.config)
+
+    async def run() -> int:
+        store = RedisStore(config.redis.model_copy(update={"timeout_s": 2.0}))
+        keys = KeyStore(store)
+        try:
+            if args.action == "create":
+                key, secret = await keys.create(args.role, args.name, args.requests_per_window,
+                                                args.tokens_per_window)
+                print(f"created {key.role} key {key.id} ({key.name or 'unnamed'}); the secret is shown only once:")
+                print(secret)
+            elif args.action == "list":
+                listed = await keys.list()
+                if listed is None:
+                    raise ConnectionError(f"redis at {config.redis.url} is unavailable")
+                for k in listed:
+                    state = "revoked" if k.revoked else "active"
+                    print(f"{k.id}\t{k.role}\t{state}\t{time.strftime('%Y-%m-%d %H:%M', time.localtime(k.created))}"
+                          f"\t{k.name}")
+            else:
+                revoked = await keys.revoke(args.key_id)
+                if revoked is None:
+                    raise ConnectionError(f"redis at {config.redis.url} is unavailable")
+                print(f"revoked {args.key_id}" if revoked else f"no key {args.key_id}")
+                return 0 if revoked else 1
+            return 0
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except ConnectionError as err:
+        print(f"copyserve: {err}", file=sys.stderr)
+        return 1
 
 
 def _models_prepare(args: argparse.Namespace) -> int:
@@ -73,7 +123,8 @@ def _generate(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     url = f"{args.url.rstrip('/')}/v1/copy"
-    with httpx.Client(timeout=args.timeout) as client:
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    with httpx.Client(timeout=args.timeout, headers=headers) as client:
         if not args.stream:
             response = client.post(url, json=body)
             print(json.dumps(response.json(), ensure_ascii=False, indent=2))
@@ -110,6 +161,19 @@ def parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="rebuild even if present")
     mp.set_defaults(func=_models_prepare)
 
+    k = sub.add_parser("keys", help="API keys (stored hashed in the config's Redis)")
+    k.add_argument("--config", default=DEFAULT_CONFIG, type=Path)
+    ka = k.add_subparsers(dest="action", required=True)
+    kc = ka.add_parser("create", help="create a key and print its secret once")
+    kc.add_argument("--role", choices=["user", "admin"], default="user")
+    kc.add_argument("--name", default="")
+    kc.add_argument("--requests-per-window", type=int)
+    kc.add_argument("--tokens-per-window", type=int)
+    ka.add_parser("list", help="list keys (never their secrets)")
+    kr = ka.add_parser("revoke", help="revoke a key at once")
+    kr.add_argument("key_id")
+    k.set_defaults(func=_keys)
+
     c = sub.add_parser("check-config", help="validate a config file and the files it names")
     c.add_argument("config", type=Path)
     c.set_defaults(func=_check_config)
@@ -127,6 +191,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--stream", action="store_true")
     g.add_argument("--timeout", type=float, default=300)
+    g.add_argument("--api-key", default=os.environ.get("COPYSERVE_API_KEY"), help="or set COPYSERVE_API_KEY")
     g.set_defaults(func=_generate)
     return p
 

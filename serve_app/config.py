@@ -57,6 +57,11 @@ class DeploymentOptions(Strict):
 
     num_replicas: int = Field(1, ge=1, le=1024, description="Replica count (autoscaling arrives with issue 6).")
     max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="Requests one replica works on at once.")
+    max_queued_requests: int = Field(
+        -1, ge=-1, le=1_000_000, description="Requests callers may queue for this deployment; beyond it they get "
+        "503 with Retry-After. -1: unbounded."
+    )
+    retry_after_s: float = Field(1.0, ge=0, le=3600, description="Retry-After sent with those 503s.")
     num_cpus: float = Field(0.1, ge=0, le=256, description="Ray CPUs reserved per replica (fractional is fine).")
     num_gpus: float = Field(0, ge=0, le=64, description="GPUs per replica; 0 on the CPU profile.")
     resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica.")
@@ -176,8 +181,48 @@ class SentimentConfig(Strict):
         return self
 
 
+class RedisConfig(Strict):
+    """Redis holds the running state every replica shares; without it the service still answers."""
+
+    enabled: bool = Field(True, description="False: no cache, keys or shared limits (local experiments only).")
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL.")
+    timeout_s: float = Field(0.25, gt=0, le=10, description="Per-call timeout; past it the call fails open.")
+    retry_after_s: float = Field(2.0, gt=0, le=600, description="While down, how often to try Redis again.")
+    key_prefix: str = Field("copyserve:", min_length=1, description="Prefix of every key this service writes.")
+
+
+class CacheConfig(Strict):
+    enabled: bool = Field(True, description="Cache reproducible /v1/copy answers in Redis.")
+    ttl_s: int = Field(3600, ge=1, le=30 * 86400, description="How long a cached answer lives.")
+
+
+class RateLimit(Strict):
+    requests_per_window: int | None = Field(None, ge=1, description="Requests per key per window; None: unlimited.")
+    tokens_per_window: int | None = Field(None, ge=1, description="Prompt + completion tokens per key per window.")
+
+
+class AuthConfig(Strict):
+    """API keys (``copyserve keys create``): Bearer tokens with a role, stored hashed in Redis."""
+
+    enabled: bool = Field(True, description="False lets anyone call every endpoint; shown in /healthz and at start.")
+    rate_limits: dict[Literal["user", "admin"], RateLimit] = Field(
+        default_factory=lambda: {"user": RateLimit(requests_per_window=120, tokens_per_window=60_000)},
+        description="Limits per key, by role (a key may carry its own).")
+    window_s: int = Field(60, ge=1, le=86400, description="The sliding window the rate limits count over.")
+
+
+class SessionConfig(Strict):
+    ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="A chat session expires this long after its last turn.")
+    max_turns: int = Field(10, ge=1, le=100, description="Turns kept per session (older ones are dropped).")
+
+
 class AppConfig(Strict):
     """The whole service: server options, model deployments and industry routes."""
+
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    sessions: SessionConfig = Field(default_factory=SessionConfig)
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     polish: PolishConfig = Field(default_factory=PolishConfig)

@@ -17,8 +17,12 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.generation import Completion, GenerationRequest, SamplingOptions
 from deployments.postprocess import Draft
-from deployments.router import CopyPlan
-from serve_app.protocol import CopyRequest, CopyResponse, Timings, Usage
+from deployments.router import CopyPlan, RoutePlan
+from deployments.state.cache import cache_key_material
+from deployments.state.sessions import SessionStore
+from serve_app.config import QualityConfig
+from serve_app.errors import NotFoundError
+from serve_app.protocol import CopyRequest, CopyResponse, CopySampling, RevisionRequest, Timings, Usage
 
 RETRY_MIN_TEMPERATURE = 0.7  # at temperature 0 another seed would give the same text
 
@@ -56,16 +60,45 @@ class Attempt:
 
 class CopyPipeline:
     def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle],
-                 streaming: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle):
+                 streaming: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle,
+                 sessions: SessionStore):
         self.router, self.models, self.streaming = router, models, streaming
         self.polish, self.sentiment = polish, sentiment
+        self.sessions = sessions
 
     async def plan(self, body: CopyRequest) -> CopyPlan:
         return await self.router.plan_copy.remote(body.industry, body.product, body.keywords, body.tone,
                                                   body.length, body.language)
 
+    async def plan_revision(self, body: RevisionRequest) -> CopyPlan:
+        """The session's conversation plus the new instruction, on the model that wrote the copy."""
+        session = await self.sessions.load(body.session_id)
+        if session is None:
+            raise NotFoundError(f"session {body.session_id!r} not found: it expired, never started (send "
+                                "session_id with /v1/copy first), or the session store is unavailable", "session_id")
+        meta = session["meta"]
+        messages = [*session["messages"], {"role": "user", "content": body.instruction}]
+        return CopyPlan(RoutePlan(model=meta["model"], industry=meta["industry"]), meta["language"], messages,
+                        meta["max_tokens"], QualityConfig())
+
+    async def remember(self, session_id: str, plan: CopyPlan, payload: dict) -> None:
+        meta = {"model": plan.route.model, "industry": plan.route.industry, "language": plan.language,
+                "max_tokens": plan.max_tokens}
+        await self.sessions.save(session_id, meta, [*plan.messages, {"role": "assistant", "content": payload["text"]}])
+
     @staticmethod
-    def generation(body: CopyRequest, plan: CopyPlan, request_id: str, attempt: int) -> GenerationRequest:
+    def cache_material(body: CopyRequest, plan: CopyPlan) -> str | None:
+        """What the cache key is made of, or None when this answer must not be cached."""
+        cacheable = body.cache if body.cache is not None else (body.temperature == 0 or body.seed is not None)
+        if not cacheable or body.session_id:
+            return None
+        sampling = {"n": body.n, "temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
+                    "max_tokens": body.max_tokens or plan.max_tokens}
+        return cache_key_material(plan.route.industry, plan.route.model, None, plan.messages, sampling,
+                                  body.postprocess, plan.quality.model_dump())
+
+    @staticmethod
+    def generation(body: CopySampling, plan: CopyPlan, request_id: str, attempt: int) -> GenerationRequest:
         seed, temperature = body.seed, body.temperature
         if attempt > 1:
             seed = (seed if seed is not None else random.randrange(2**31)) + attempt
@@ -94,8 +127,7 @@ class CopyPipeline:
         floor = plan.quality.sentiment_floor
         return not enabled or floor is None or attempt.score >= floor
 
-    async def run(self, body: CopyRequest, request_id: str, received: float) -> dict:
-        plan = await self.plan(body)
+    async def run(self, body: CopySampling, plan: CopyPlan, request_id: str, received: float) -> dict:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
             completion = await self.models[plan.route.model].generate.remote(
@@ -105,8 +137,8 @@ class CopyPipeline:
                 break
         return self.response(body, plan, attempts, request_id, received)
 
-    async def stream(self, body: CopyRequest, request_id: str, received: float) -> AsyncIterator[dict]:
-        plan = await self.plan(body)
+    async def stream(self, body: CopySampling, plan: CopyPlan, request_id: str,
+                     received: float) -> AsyncIterator[dict]:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
             completion = None
@@ -126,7 +158,7 @@ class CopyPipeline:
         yield {"type": "final", **self.response(body, plan, attempts, request_id, received)}
 
     @staticmethod
-    def response(body: CopyRequest, plan: CopyPlan, attempts: list[Attempt], request_id: str,
+    def response(body: CopySampling, plan: CopyPlan, attempts: list[Attempt], request_id: str,
                  received: float) -> dict:
         chosen = max(attempts, key=lambda a: a.score) if body.postprocess else attempts[-1]
         c, best = chosen.completion, chosen.drafts[chosen.best]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from ray.exceptions import RayError, RayTaskError
+from ray.serve.exceptions import BackPressureError
 
 logger = logging.getLogger("copyserve")
 
@@ -18,6 +19,8 @@ class CopyServeError(Exception):
 
     status_code = 500
     type = "internal_error"
+
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
@@ -38,6 +41,11 @@ class AuthenticationError(CopyServeError):
     type = "authentication_error"
 
 
+class PermissionDeniedError(CopyServeError):
+    status_code = 403
+    type = "permission_error"
+
+
 class NotFoundError(CopyServeError):
     status_code = 404
     type = "not_found_error"
@@ -48,9 +56,23 @@ class PayloadTooLargeError(CopyServeError):
     type = "invalid_request_error"
 
 
+class RateLimitError(CopyServeError):
+    status_code = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after_s: int = 1):
+        super().__init__(message, None)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after_s))
+
+
 class ServiceUnavailableError(CopyServeError):
     status_code = 503
     type = "service_unavailable"
+    headers = {"Retry-After": "1"}
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -60,11 +82,16 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def to_error_body(exc: BaseException, request_id: str) -> tuple[int, dict]:
-    """Map any exception to (status, body). Unknown errors are 500 with internals hidden."""
+def to_error_body(exc: BaseException, request_id: str) -> tuple[int, dict, dict[str, str]]:
+    """Map any exception to (status, body, headers). Unknown errors are 500 with internals hidden."""
     exc = unwrap(exc)
+    headers: dict[str, str] = {}
     if isinstance(exc, CopyServeError):
-        status, etype, message, param = exc.status_code, exc.type, exc.message, exc.param
+        status, etype, message, param, headers = exc.status_code, exc.type, exc.message, exc.param, exc.headers
+    elif isinstance(exc, BackPressureError):
+        # Serve's max_queued_requests reached: tell the client to come back, do not hang.
+        status, etype, param, headers = 503, "service_unavailable", None, {"Retry-After": "1"}
+        message = "the service is at capacity; retry shortly"
     elif isinstance(exc, RayError):
         # Replica died, actor unavailable, back-pressure: the service, not the request, is at fault.
         logger.warning("request %s failed in Ray: %r", request_id, exc)
@@ -75,7 +102,7 @@ def to_error_body(exc: BaseException, request_id: str) -> tuple[int, dict]:
         status, etype, message, param = 500, "internal_error", "internal server error", None
     body = {"error": {"message": f"{message} (request id: {request_id})", "type": etype, "param": param,
                       "code": status}}
-    return status, body
+    return status, body, dict(headers)
 
 
 class _ClientErrorFilter(logging.Filter):

@@ -22,8 +22,8 @@ def request_id_of(request: Request) -> str:
 
 
 def error_response(exc: BaseException, request_id: str) -> JSONResponse:
-    status, body = to_error_body(exc, request_id)
-    return JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id})
+    status, body, headers = to_error_body(exc, request_id)
+    return JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id, **headers})
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

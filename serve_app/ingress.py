@@ -8,16 +8,30 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.generation import Completion, GenerationRequest
-from serve_app.config import ServerConfig
+from deployments.state.cache import ResponseCache
+from deployments.state.keys import KeyStore
+from deployments.state.ratelimit import RateLimiter
+from deployments.state.sessions import SessionStore
+from deployments.state.store import RedisStore
+from serve_app.access import AccessControl
+from serve_app.config import AppConfig
 from serve_app.copy_pipeline import CopyPipeline, model_stream
+from serve_app.errors import NotFoundError, ServiceUnavailableError
 from serve_app.http import SSE_HEADERS, RequestContextMiddleware, install_error_handlers, request_id_of, sse_stream
-from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation
-from serve_app.protocol import ChatCompletionRequest, CompletionRequest, CopyRequest, CopyResponse
+from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
+from serve_app.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    CopyRequest,
+    CopyResponse,
+    KeyCreateRequest,
+    RevisionRequest,
+)
 
 HEALTH_TIMEOUT_S = 5.0
 
@@ -28,54 +42,130 @@ app.add_middleware(RequestContextMiddleware)
 
 @serve.ingress(app)
 class Ingress:
-    """Routes: /v1/copy, /v1/chat/completions, /v1/completions, /v1/models, /healthz."""
+    """Routes: /v1/copy (+ /revise), /v1/chat/completions, /v1/completions, /v1/models, /v1/keys, /healthz."""
 
     def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle], polish: DeploymentHandle,
-                 sentiment: DeploymentHandle, server: ServerConfig):
+                 sentiment: DeploymentHandle, config: AppConfig):
         self.router = router
         self.models = models
         # Handles made with .options() are cached: each call would otherwise build a new handle
         # (and a new connection to the controller) per request.
         self.streaming = {name: h.options(stream=True) for name, h in models.items()}
-        self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment)
-        self.server = server
-        app.state.max_body_bytes = server.max_body_bytes
+        self.config = config
+        self.redis = RedisStore(config.redis)
+        self.cache = ResponseCache(self.redis, config.cache)
+        self.sessions = SessionStore(self.redis, config.sessions)
+        self.keys = KeyStore(self.redis)
+        self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
+        self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment, self.sessions)
+        app.state.max_body_bytes = config.server.max_body_bytes
 
     # --- native API --------------------------------------------------------------------------
 
     @app.post("/v1/copy", response_model=CopyResponse)
     async def copy(self, body: CopyRequest, request: Request):
+        key = await self.access.check(request)
         received, request_id = time.monotonic(), request_id_of(request)
+        plan = await self.pipeline.plan(body)
+        material = self.pipeline.cache_material(body, plan)
+        cache_key = self.cache.key(material) if material else None
+        if cache_key and "no-cache" not in request.headers.get("cache-control", "").lower():
+            cached = await self.cache.get(cache_key)
+            if cached is not None:
+                return await self._answer(body, self._replay(cached), request_id, "hit")
+
+        async def finish(payload: dict) -> None:
+            if cache_key:
+                await self.cache.put(cache_key, payload)
+            if body.session_id:
+                await self.pipeline.remember(body.session_id, plan, payload)
+            await self.access.charge(key, payload["usage"])
+
+        return await self._run(body, plan, request_id, received, finish)
+
+    @app.post("/v1/copy/revise", response_model=CopyResponse)
+    async def revise(self, body: RevisionRequest, request: Request):
+        key = await self.access.check(request)
+        received, request_id = time.monotonic(), request_id_of(request)
+        plan = await self.pipeline.plan_revision(body)
+
+        async def finish(payload: dict) -> None:
+            await self.pipeline.remember(body.session_id, plan, payload)
+            await self.access.charge(key, payload["usage"])
+
+        return await self._run(body, plan, request_id, received, finish)
+
+    async def _run(self, body, plan, request_id: str, received: float, finish) -> Response:
         if not body.stream:
-            return await self.pipeline.run(body, request_id, received)
-        return await self._sse(self.pipeline.stream(body, request_id, received), request_id, done_marker=False)
+            payload = await self.pipeline.run(body, plan, request_id, received)
+            await finish(payload)
+            return JSONResponse(payload, headers={"X-Cache": "miss"})
+
+        async def events():
+            async for event in self.pipeline.stream(body, plan, request_id, received):
+                if event["type"] == "final":
+                    await finish({k: v for k, v in event.items() if k != "type"})
+                yield event
+
+        return await self._answer(body, events(), request_id, "miss")
+
+    @staticmethod
+    async def _replay(payload: dict) -> AsyncIterator[dict]:
+        yield {"type": "delta", "attempt": payload["attempts"], "index": 0, "text": payload["raw_text"]}
+        yield {"type": "final", **payload}
+
+    async def _answer(self, body, events: AsyncIterator[dict], request_id: str, cache: str) -> Response:
+        if body.stream:
+            return await self._sse(events, request_id, done_marker=False, headers={"X-Cache": cache})
+        final = [e async for e in events][-1]
+        return JSONResponse({k: v for k, v in final.items() if k != "type"}, headers={"X-Cache": cache})
 
     # --- OpenAI-compatible API ---------------------------------------------------------------
 
     @app.post("/v1/chat/completions")
     async def chat_completions(self, body: ChatCompletionRequest, request: Request):
-        generation = chat_generation(body, request_id_of(request))
+        key = await self.access.check(request)
+        history = []
+        if body.session_id:
+            session = await self.sessions.load(body.session_id)
+            history = session["messages"] if session else []
+        generation = chat_generation(body, request_id_of(request), history)
+
+        async def finish(completion: Completion) -> None:
+            if body.session_id:
+                reply = {"role": "assistant", "content": completion.texts[0]}
+                await self.sessions.save(body.session_id, {"model": body.model}, [*generation.messages, reply])
+            await self.access.charge(key, usage(completion))
+
         return await self._openai(body, generation, OpenAIFormatter("chat", generation.request_id,
-                                                                    self._include_usage(body)))
+                                                                    self._include_usage(body)), finish)
 
     @app.post("/v1/completions")
     async def completions(self, body: CompletionRequest, request: Request):
+        key = await self.access.check(request)
         generation = completion_generation(body, request_id_of(request))
+
+        async def finish(completion: Completion) -> None:
+            await self.access.charge(key, usage(completion))
+
         return await self._openai(body, generation, OpenAIFormatter("text", generation.request_id,
-                                                                    self._include_usage(body)))
+                                                                    self._include_usage(body)), finish)
 
     @staticmethod
     def _include_usage(body) -> bool:
         return bool(body.stream_options and body.stream_options.include_usage)
 
-    async def _openai(self, body, generation: GenerationRequest, fmt: OpenAIFormatter):
+    async def _openai(self, body, generation: GenerationRequest, fmt: OpenAIFormatter, finish):
         plan = await self.router.resolve.remote(body.model)
         if not body.stream:
-            return fmt.response(await self.models[plan.model].generate.remote(generation))
+            completion = await self.models[plan.model].generate.remote(generation)
+            await finish(completion)
+            return fmt.response(completion)
 
         async def events() -> AsyncIterator[dict]:
             async for item in model_stream(self.streaming[plan.model], generation):
                 if isinstance(item, Completion):
+                    await finish(item)
                     for chunk in fmt.closing_chunks(item):
                         yield chunk
                 else:
@@ -84,7 +174,8 @@ class Ingress:
         return await self._sse(events(), generation.request_id, done_marker=True)
 
     @staticmethod
-    async def _sse(events: AsyncIterator[dict], request_id: str, done_marker: bool) -> StreamingResponse:
+    async def _sse(events: AsyncIterator[dict], request_id: str, done_marker: bool,
+                   headers: dict | None = None) -> StreamingResponse:
         """Wait for the first event before answering, so a bad request is still a plain 4xx."""
         try:
             first = await events.__anext__()
@@ -98,12 +189,13 @@ class Ingress:
                 yield event
 
         return StreamingResponse(sse_stream(all_events(), request_id, done_marker), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+                                 headers={**SSE_HEADERS, **(headers or {})})
 
     # --- discovery and health ----------------------------------------------------------------
 
     @app.get("/v1/models")
-    async def list_models(self):
+    async def list_models(self, request: Request):
+        await self.access.check(request)
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "copyserve",
                  "copyserve": {"kind": "model"}} for name in self.models]
@@ -123,6 +215,40 @@ class Ingress:
 
         models = dict(await asyncio.gather(*(probe(n, h) for n, h in self.models.items())))
         healthy = all(m["status"] == "ok" for m in models.values())
-        body = {"status": "ok" if healthy else "degraded", "models": models,
-                "redis": "not configured"}
+        # Without Redis the service still answers (no cache, config routes): degraded, not down.
+        redis = self.redis.status() if self.redis.client is None else (
+            "ok" if await self.redis.call(lambda r: r.ping(), default=False) else self.redis.status())
+        body = {"status": "ok" if healthy and redis in ("ok", "disabled") else "degraded", "models": models,
+                "redis": redis, "cache": "on" if self.config.cache.enabled and redis == "ok" else "off",
+                "auth": "on" if self.config.auth.enabled else "OFF (auth.enabled: false)"}
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    # --- admin: API keys ---------------------------------------------------------------------
+
+    @app.get("/v1/keys")
+    async def list_keys(self, request: Request):
+        await self.access.check(request, admin=True)
+        keys = await self.keys.list()
+        if keys is None:
+            raise ServiceUnavailableError("the key store (redis) is unavailable")
+        return {"object": "list", "data": [k.public() for k in keys]}
+
+    @app.post("/v1/keys", status_code=201)
+    async def create_key(self, body: KeyCreateRequest, request: Request):
+        await self.access.check(request, admin=True)
+        try:
+            key, secret = await self.keys.create(body.role, body.name, body.requests_per_window,
+                                                 body.tokens_per_window)
+        except ConnectionError as err:
+            raise ServiceUnavailableError(str(err)) from None
+        return {**key.public(), "key": secret}
+
+    @app.delete("/v1/keys/{key_id}")
+    async def revoke_key(self, key_id: str, request: Request):
+        await self.access.check(request, admin=True)
+        revoked = await self.keys.revoke(key_id)
+        if revoked is None:
+            raise ServiceUnavailableError("the key store (redis) is unavailable")
+        if not revoked:
+            raise NotFoundError(f"no API key with id {key_id!r}", "key_id")
+        return {"id": key_id, "revoked": True}

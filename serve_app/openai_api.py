@@ -15,10 +15,10 @@ def _sampling(req: OpenAISampling) -> SamplingOptions:
     )
 
 
-def chat_generation(req: ChatCompletionRequest, request_id: str) -> GenerationRequest:
+def chat_generation(req: ChatCompletionRequest, request_id: str, history: list[dict] = ()) -> GenerationRequest:
     # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
-    messages = tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                     for m in req.messages)
+    messages = tuple(history) + tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                                      for m in req.messages)
     return GenerationRequest(request_id=request_id, sampling=_sampling(req), messages=messages)
 
 

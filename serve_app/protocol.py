@@ -12,17 +12,14 @@ Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 # --- native copy API -------------------------------------------------------------------------
 
-class CopyRequest(BaseModel):
-    """``POST /v1/copy``: write copy for a product in an industry."""
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class CopySampling(BaseModel):
+    """How to write: shared by a new copy request and a revision of one."""
 
     model_config = ConfigDict(extra="forbid")
 
-    industry: NonBlank = Field(..., max_length=64, description="Industry id or alias: ecommerce, 电商, finance...")
-    product: NonBlank = Field(..., max_length=500, description="The product or service to write about.")
-    keywords: list[Keyword] = Field(default_factory=list, max_length=20, description="Words the copy should use.")
-    tone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None = None
-    length: Literal["short", "medium", "long"] = "medium"
-    language: Literal["en", "zh"] | None = Field(None, description="Defaults to zh for Chinese input, else en.")
     n: int = Field(1, ge=1, le=8, description="How many alternative texts.")
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
@@ -30,6 +27,27 @@ class CopyRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     stream: bool = False
     postprocess: bool = Field(True, description="Polish, sentiment and the quality gate; false returns raw copy.")
+
+
+class CopyRequest(CopySampling):
+    """``POST /v1/copy``: write copy for a product in an industry."""
+
+    industry: NonBlank = Field(..., max_length=64, description="Industry id or alias: ecommerce, 电商, finance...")
+    product: NonBlank = Field(..., max_length=500, description="The product or service to write about.")
+    keywords: list[Keyword] = Field(default_factory=list, max_length=20, description="Words the copy should use.")
+    tone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)] | None = None
+    length: Literal["short", "medium", "long"] = "medium"
+    language: Literal["en", "zh"] | None = Field(None, description="Defaults to zh for Chinese input, else en.")
+    session_id: SessionId | None = Field(None, description="Keep this conversation for /v1/copy/revise.")
+    cache: bool | None = Field(
+        None, description="None: cache when reproducible (temperature 0 or a seed); true: always; false: never.")
+
+
+class RevisionRequest(CopySampling):
+    """``POST /v1/copy/revise``: rewrite the last copy of a session ("make it shorter")."""
+
+    session_id: SessionId
+    instruction: NonBlank = Field(..., max_length=500, description="What to change, e.g. `more formal`.")
 
 
 class Usage(BaseModel):
@@ -117,6 +135,7 @@ class OpenAISampling(BaseModel):
 
 class ChatCompletionRequest(OpenAISampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
+    session_id: SessionId | None = Field(None, description="copyserve extension: earlier turns come from Redis.")
     max_completion_tokens: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -140,3 +159,14 @@ class CompletionRequest(OpenAISampling):
         if not prompt:
             raise ValueError("prompt must not be empty")
         return prompt
+
+
+class KeyCreateRequest(BaseModel):
+    """``POST /v1/keys`` (admin): a new API key; the secret is in the answer, once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "admin"] = "user"
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] = ""
+    requests_per_window: int | None = Field(None, ge=1, description="Overrides the role's request limit.")
+    tokens_per_window: int | None = Field(None, ge=1, description="Overrides the role's token limit.")

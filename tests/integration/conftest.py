@@ -1,15 +1,24 @@
-"""One real copyserve app per test session: local Ray, Serve, three real vLLM engines."""
+"""One real copyserve app per test session: local Ray, Serve, three real vLLM engines, and a
+redis-server of the session's own on a free port (tests stop and restart it)."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import socket
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 import ray
+import redis
 from ray import serve
 
+from deployments.state.keys import KeyStore
+from deployments.state.store import RedisStore
 from finetune.embedded_models import prepare
 from serve_app.builder import build_app, model_deployment_name
 from serve_app.config import load_config, models_home
@@ -17,10 +26,85 @@ from serve_app.config import load_config, models_home
 CONFIG = Path(__file__).parent.parent / "configs" / "integration.yaml"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A real redis-server the tests own; it saves on shutdown so keys survive a restart."""
+
+    def __init__(self, folder: Path):
+        self.port, self.folder, self.process = free_port(), folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        try:
+            redis.Redis(port=self.port).shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # shutdown closes the connection it was sent on
+        self.process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
-def app_config():
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_config(redis_server):
     prepare(models_home())  # idempotent: the set-up script has normally done this already
-    return load_config(CONFIG)
+    config = load_config(CONFIG)
+    redis_config = config.redis.model_copy(update={"url": redis_server.url,
+                                                   "key_prefix": f"copyserve-test-{uuid.uuid4().hex[:8]}:"})
+    return config.model_copy(update={"redis": redis_config})
+
+
+@pytest.fixture(scope="session")
+def make_key(app_config):
+    """Create an API key straight in Redis, as `copyserve keys create` does."""
+
+    def make(role: str = "user", **limits) -> tuple[str, str]:
+        async def create():
+            store = RedisStore(app_config.redis)
+            try:
+                key, secret = await KeyStore(store).create(role, f"test-{role}", **limits)
+            finally:
+                await store.close()
+            return key.id, secret
+
+        return asyncio.run(create())
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def user_key(make_key) -> str:
+    return make_key("user")[1]
+
+
+@pytest.fixture(scope="session")
+def admin_key(make_key) -> str:
+    return make_key("admin")[1]
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +121,9 @@ def base_url(app_config):
 
 
 @pytest.fixture(scope="session")
-def client(base_url):
-    with httpx.Client(base_url=base_url, timeout=120) as c:
+def client(base_url, user_key):
+    """An HTTP client carrying a user key."""
+    with httpx.Client(base_url=base_url, timeout=120, headers={"Authorization": f"Bearer {user_key}"}) as c:
         yield c
 
 

@@ -10,10 +10,12 @@ def unfinished(model_handle, model: str) -> int:
     return model_handle(model).stats.remote().result()["unfinished_requests"]
 
 
-def test_disconnect_mid_stream_aborts_engine_request(base_url, model_handle):
+def test_disconnect_mid_stream_aborts_engine_request(base_url, model_handle, user_key):
     model = "tiny-qwen3"
     body = {"model": "finance", "prompt": "Tell a long story.", "max_tokens": 2000, "stream": True}
-    with httpx.Client(base_url=base_url, timeout=60) as c, c.stream("POST", "/v1/completions", json=body) as r:
+    headers = {"Authorization": f"Bearer {user_key}"}
+    with (httpx.Client(base_url=base_url, timeout=60, headers=headers) as c,
+          c.stream("POST", "/v1/completions", json=body) as r):
         assert r.status_code == 200
         lines = r.iter_lines()
         received = [line for line in (next(lines) for _ in range(10)) if line.startswith("data: ")]

@@ -5,8 +5,8 @@ from openai import BadRequestError, NotFoundError, OpenAI
 
 
 @pytest.fixture(scope="module")
-def oai(base_url):
-    return OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+def oai(base_url, user_key):
+    return OpenAI(base_url=f"{base_url}/v1", api_key=user_key, max_retries=0)
 
 
 @pytest.mark.parametrize("model, served_by", [

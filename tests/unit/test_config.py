@@ -41,7 +41,7 @@ def test_shipped_configs_load(path):
     cfg = load_config(ROOT / path)
     names = {m.name for m in cfg.models}
     assert cfg.routes and all(r.model in names for r in cfg.routes)
-    assert {r.industry for r in cfg.routes} == {"ecommerce", "finance", "education"}
+    assert {"ecommerce", "finance", "education"} <= {r.industry for r in cfg.routes}
 
 
 def test_production_config_values():

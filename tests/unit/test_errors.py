@@ -31,14 +31,14 @@ def ray_task_error(cause: BaseException) -> RayTaskError:
     (ServiceUnavailableError("busy"), 503, "service_unavailable"),
 ])
 def test_known_errors_map_to_status(exc, status, etype):
-    got_status, body = to_error_body(exc, "req-1")
+    got_status, body, _ = to_error_body(exc, "req-1")
     assert got_status == status
     assert body == {"error": {"message": f"{exc.message} (request id: req-1)", "type": etype, "param": exc.param,
                               "code": status}}
 
 
 def test_unknown_exception_hides_internals():
-    status, body = to_error_body(KeyError("secret_table_name"), "req-42")
+    status, body, _ = to_error_body(KeyError("secret_table_name"), "req-42")
     assert status == 500
     err = body["error"]
     assert err["message"] == "internal server error (request id: req-42)"
@@ -47,7 +47,7 @@ def test_unknown_exception_hides_internals():
 
 
 def test_ray_error_is_503():
-    status, body = to_error_body(RayActorError(), "req-7")
+    status, body, _ = to_error_body(RayActorError(), "req-7")
     assert status == 503 and body["error"]["type"] == "service_unavailable"
     assert "req-7" in body["error"]["message"]
 
@@ -66,7 +66,7 @@ def test_unwrap_ray_task_error():
     wrapped = ray_task_error(original)
     assert unwrap(wrapped) is original
     assert unwrap(ray_task_error(wrapped)) is original
-    status, body = to_error_body(wrapped, "req-9")
+    status, body, _ = to_error_body(wrapped, "req-9")
     assert status == 400 and body["error"]["param"] == "n"
     assert body["error"]["message"] == "n must be <= 8 (request id: req-9)"
 

@@ -1,0 +1,1 @@
+"""Shared running state in Redis: cache, API keys, rate limits, chat sessions."""
