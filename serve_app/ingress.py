@@ -40,6 +40,10 @@ install_error_handlers(app)
 app.add_middleware(RequestContextMiddleware)
 
 
+def server_timing(cache_s: float) -> dict[str, str]:
+    return {"Server-Timing": f"cache;dur={cache_s * 1000:.2f}"} if cache_s else {}
+
+
 @serve.ingress(app)
 class Ingress:
     """Routes: /v1/copy (+ /revise), /v1/chat/completions, /v1/completions, /v1/models, /v1/keys, /healthz."""
@@ -69,19 +73,25 @@ class Ingress:
         plan = await self.pipeline.plan(body)
         material = self.pipeline.cache_material(body, plan)
         cache_key = self.cache.key(material) if material else None
+        cache_s = 0.0  # time spent in Redis for the cache, sent as Server-Timing
         if cache_key and "no-cache" not in request.headers.get("cache-control", "").lower():
+            started = time.perf_counter()
             cached = await self.cache.get(cache_key)
+            cache_s = time.perf_counter() - started
             if cached is not None:
-                return await self._answer(body, self._replay(cached), request_id, "hit")
+                return await self._answer(body, self._replay(cached), request_id, "hit", cache_s)
 
         async def finish(payload: dict) -> None:
+            nonlocal cache_s
             if cache_key:
+                started = time.perf_counter()
                 await self.cache.put(cache_key, payload)
+                cache_s += time.perf_counter() - started
             if body.session_id:
                 await self.pipeline.remember(body.session_id, plan, payload)
             await self.access.charge(key, payload["usage"])
 
-        return await self._run(body, plan, request_id, received, finish)
+        return await self._run(body, plan, request_id, received, finish, lambda: cache_s)
 
     @app.post("/v1/copy/revise", response_model=CopyResponse)
     async def revise(self, body: RevisionRequest, request: Request):
@@ -95,11 +105,11 @@ class Ingress:
 
         return await self._run(body, plan, request_id, received, finish)
 
-    async def _run(self, body, plan, request_id: str, received: float, finish) -> Response:
+    async def _run(self, body, plan, request_id: str, received: float, finish, cache_s=lambda: 0.0) -> Response:
         if not body.stream:
             payload = await self.pipeline.run(body, plan, request_id, received)
             await finish(payload)
-            return JSONResponse(payload, headers={"X-Cache": "miss"})
+            return JSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
 
         async def events():
             async for event in self.pipeline.stream(body, plan, request_id, received):
@@ -114,11 +124,13 @@ class Ingress:
         yield {"type": "delta", "attempt": payload["attempts"], "index": 0, "text": payload["raw_text"]}
         yield {"type": "final", **payload}
 
-    async def _answer(self, body, events: AsyncIterator[dict], request_id: str, cache: str) -> Response:
+    async def _answer(self, body, events: AsyncIterator[dict], request_id: str, cache: str,
+                      cache_s: float = 0.0) -> Response:
+        headers = {"X-Cache": cache, **server_timing(cache_s)}
         if body.stream:
-            return await self._sse(events, request_id, done_marker=False, headers={"X-Cache": cache})
+            return await self._sse(events, request_id, done_marker=False, headers=headers)
         final = [e async for e in events][-1]
-        return JSONResponse({k: v for k, v in final.items() if k != "type"}, headers={"X-Cache": cache})
+        return JSONResponse({k: v for k, v in final.items() if k != "type"}, headers=headers)
 
     # --- OpenAI-compatible API ---------------------------------------------------------------
 
