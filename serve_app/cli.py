@@ -174,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id")
     k.set_defaults(func=_keys)
 
+    f = sub.add_parser("finetune", help="train an industry LoRA adapter (peft) on a CSV/JSONL dataset")
+    from finetune.cli import add_arguments, run
+
+    add_arguments(f)
+    f.set_defaults(func=run)
+
     c = sub.add_parser("check-config", help="validate a config file and the files it names")
     c.add_argument("config", type=Path)
     c.set_defaults(func=_check_config)
