@@ -17,7 +17,8 @@ def write(tmp_path, name, text):
 
 
 def test_csv_rows_keywords_and_language(tmp_path):
-    path = write(tmp_path, "d.csv", HEADER + 'Bottle,"leak-proof|cold",Stay cool all day.\n咖啡机,"轻巧,户外",一键萃取，轻巧便携。\n')
+    rows = 'Bottle,"leak-proof|cold",Stay cool all day.\n咖啡机,"轻巧,户外",一键萃取，轻巧便携。\n'
+    path = write(tmp_path, "d.csv", HEADER + rows)
     a, b = load_examples(path)
     assert (a.product, a.keywords, a.language) == ("Bottle", ("leak-proof", "cold"), "en")
     assert (b.keywords, b.language) == (("轻巧", "户外"), "zh")
