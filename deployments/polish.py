@@ -32,23 +32,24 @@ class Polish:
     def rules_for(self, industry: str | None) -> list:
         return self.compliance.get("all", []) + self.compliance.get(industry or "", [])
 
-    async def _rewrite(self, draft: Draft) -> str:
+    async def _rewrite(self, draft: Draft) -> tuple[str, str | None]:
         prompt = self._prompts[draft.language]
         messages = ({"role": "system", "content": prompt["system"]},
                     {"role": "user", "content": self._env.from_string(prompt["user"]).render(text=draft.text)})
         request = GenerationRequest(request_id=f"polish-{uuid.uuid4().hex[:16]}", messages=messages,
                                     sampling=SamplingOptions(temperature=0, max_tokens=self.config.llm_max_tokens))
         completion = await self.rewriter.generate.remote(request)
-        return completion.texts[0].strip() or draft.text
+        text = completion.texts[0].strip()
+        return (text, completion.finish_reasons[0]) if text else (draft.text, draft.finish_reason)
 
     async def process(self, draft: Draft) -> Draft:
-        text, edits = draft.text, []
+        text, finish_reason, edits = draft.text, draft.finish_reason, []
         if self.rewriter is not None:
-            rewritten = await self._rewrite(draft)
+            rewritten, finish_reason = await self._rewrite(draft)  # the rewrite's own cut-off decides trimming
             if rewritten != text:
                 edits.append(Edit("llm_rewrite", text, rewritten, 0))
                 text = rewritten
-        text, found = polish_text(text, draft.language, draft.finish_reason, self.rules_for(draft.industry))
+        text, found = polish_text(text, draft.language, finish_reason, self.rules_for(draft.industry))
         draft.text = text
         draft.edits = [e.to_dict() for e in edits + found]
         return draft

@@ -1,8 +1,10 @@
 """Polish rules: pure functions from text to (text, edits), language-aware (en/zh), plus the
 compliance rules read from ``deployments/rules/compliance.yaml``.
 
-Every change is recorded as an Edit (rule, what was there, what replaced it, and where, as a
-character offset into the text the rule was given), so clients can show or audit it.
+Every change is recorded as an Edit (rule, what was there, what replaced it, and where). Edits are
+patches in order: ``start`` is the offset in the text as it stood when that edit was made, so
+replaying the non-flagged edits one after another on the raw text gives the polished text (see
+``replay``); that is what a client needs to show a diff.
 """
 
 from __future__ import annotations
@@ -38,16 +40,41 @@ class Edit:
 
 
 def _sub(rule: str, pattern: re.Pattern, text: str, repl: Callable[[re.Match], str]) -> tuple[str, list[Edit]]:
-    """re.sub that records an Edit for every match whose replacement differs."""
+    """re.sub that records an Edit (with an in-order offset) for every match whose replacement differs."""
     edits: list[Edit] = []
+    shift = 0
 
     def record(m: re.Match) -> str:
+        nonlocal shift
         after = repl(m)
         if after != m.group(0):
-            edits.append(Edit(rule, m.group(0), after, m.start()))
+            edits.append(Edit(rule, m.group(0), after, m.start() + shift))
+            shift += len(after) - len(m.group(0))
         return after
 
     return pattern.sub(record, text), edits
+
+
+def _strip(rule: str, text: str) -> tuple[str, list[Edit]]:
+    """Strip surrounding whitespace, recorded like any other edit."""
+    edits, stripped = [], text.lstrip()
+    if len(stripped) < len(text):
+        edits.append(Edit(rule, text[:len(text) - len(stripped)], "", 0))
+    final = stripped.rstrip()
+    if len(final) < len(stripped):
+        edits.append(Edit(rule, stripped[len(final):], "", len(final)))
+    return final, edits
+
+
+def replay(text: str, edits: list[Edit] | list[dict]) -> str:
+    """Apply edits in order (flagged ones change nothing): the raw text becomes the polished one."""
+    for e in edits:
+        e = e if isinstance(e, dict) else e.to_dict()
+        if not e["flagged"]:
+            start = e["start"]
+            assert text[start:start + len(e["before"])] == e["before"], (e, text)
+            text = text[:start] + e["after"] + text[start + len(e["before"]):]
+    return text
 
 
 # --- structure ---------------------------------------------------------------------------------
@@ -69,7 +96,7 @@ def trim_incomplete(text: str, finish_reason: str | None) -> tuple[str, list[Edi
 
 
 QUOTES = "\"“”「」『』"
-WRAPPING_QUOTES = re.compile(r'^\s*(["“「『])(.*?)(["”」』]?)\s*$', re.S)
+WRAPPING_QUOTES = re.compile(r'^(\s*["“「『]\s*)(.*?)(\s*["”」』]?\s*)$', re.S)
 
 
 def strip_wrapping_quotes(text: str) -> tuple[str, list[Edit]]:
@@ -77,17 +104,23 @@ def strip_wrapping_quotes(text: str) -> tuple[str, list[Edit]]:
     m = WRAPPING_QUOTES.match(text)
     if not m or any(q in m.group(2) for q in QUOTES):
         return text, []
-    return m.group(2).strip(), [Edit("strip_wrapping_quotes", m.group(1) + "…" + m.group(3), "…", 0)]
+    body = m.group(2)
+    edits = [Edit("strip_wrapping_quotes", m.group(1), "", 0)]
+    if m.group(3):
+        edits.append(Edit("strip_wrapping_quotes", m.group(3), "", len(body)))
+    return body, edits
 
 
-EN_REPEAT = re.compile(r"\b((?:\w+[\s,]+){0,5}?\w+)(?:[\s,]+\1\b)+", re.I)
-ZH_REPEAT = re.compile(rf"([{CJK}]{{2,12}}?)(?:[，、,\s]*\1)+")
+# A looped phrase has a letter in it (numbers like "8, 8.5" are lists, not loops) and is not
+# followed by more of a number; short Chinese units must loop 3+ times (一步一步 is fine Chinese).
+EN_REPEAT = re.compile(r"\b((?:\w+[\s,]+){0,5}?\w*[^\W\d_]\w*)(?:[\s,]+\1\b(?![.,]?\d))+", re.I)
+ZH_REPEAT = re.compile(rf"([{CJK}]{{4,12}}?)(?:[，、,\s]*\1)+|([{CJK}]{{2,3}}?)(?:[，、,\s]*\2){{2,}}")
 
 
 def collapse_repeats(text: str, language: str) -> tuple[str, list[Edit]]:
     """Loops of small models: a phrase said twice in a row, or a sentence said again later."""
     pattern = ZH_REPEAT if language == "zh" else EN_REPEAT
-    text, edits = _sub("collapse_repeats", pattern, text, lambda m: m.group(1))
+    text, edits = _sub("collapse_repeats", pattern, text, lambda m: m.group(1) or m.group(2))
     sentences = _split_sentences(text)
     seen, kept, offset = set(), [], 0
     for sentence in sentences:
@@ -97,8 +130,11 @@ def collapse_repeats(text: str, language: str) -> tuple[str, list[Edit]]:
         else:
             seen.add(key)
             kept.append(sentence)
-        offset += len(sentence)
-    return "".join(kept).rstrip() if len(kept) < len(sentences) else text, edits
+            offset += len(sentence)
+    if len(kept) == len(sentences):
+        return text, edits
+    text, stripped = _strip("collapse_repeats", "".join(kept))
+    return text, edits + stripped
 
 
 def _split_sentences(text: str) -> list[str]:
@@ -138,10 +174,11 @@ def normalize_punctuation(text: str, language: str) -> tuple[str, list[Edit]]:
     for pattern, repl in steps:
         text, found = _sub("punctuation", pattern, text, repl)
         edits += found
-    return text.strip(), edits
+    text, stripped = _strip("punctuation", text)
+    return text, edits + stripped
 
 
-SENTENCE_START = re.compile(r"(^|[.!?]\s+|\n\s*)([a-z])")
+SENTENCE_START = re.compile(r"(^|[.!?]\s+|\n\s*)([a-z])(?![a-z]*[A-Z])")  # not "iPhone"
 
 
 def capitalize_sentences(text: str, language: str) -> tuple[str, list[Edit]]:
@@ -156,6 +193,7 @@ def capitalize_sentences(text: str, language: str) -> tuple[str, list[Edit]]:
 class ComplianceRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     terms: list[str] = Field(..., min_length=1)
+    exceptions: list[str] = Field(default_factory=list, description="Phrases containing a term that are fine.")
     action: Literal["replace", "flag"]
     replacement: str | None = None
     why: str
@@ -191,14 +229,22 @@ def apply_compliance(text: str, rules: list[ComplianceRule]) -> tuple[str, list[
     """Replace forbidden terms, or flag them (text kept, edit reported with flagged=True)."""
     edits: list[Edit] = []
     for rule in rules:
-        def repl(m: re.Match, rule: ComplianceRule = rule) -> str:
+        allowed = [m.span() for m in _terms_pattern(tuple(rule.exceptions)).finditer(text)] if rule.exceptions else []
+        shift = 0
+
+        def repl(m: re.Match, rule: ComplianceRule = rule, allowed: list = allowed) -> str:
+            nonlocal shift
+            if any(a <= m.start() < b for a, b in allowed):  # e.g. 第一时间 ("at once") is not a claim
+                return m.group(0)
             if rule.action == "flag":
-                edits.append(Edit("compliance", m.group(0), m.group(0), m.start(), flagged=True, why=rule.why))
+                edits.append(Edit("compliance", m.group(0), m.group(0), m.start() + shift, flagged=True,
+                                  why=rule.why))
                 return m.group(0)
             after = rule.replacement
             if m.group(0)[:1].isupper():  # keep a sentence-initial capital
                 after = after[:1].upper() + after[1:]
-            edits.append(Edit("compliance", m.group(0), after, m.start(), why=rule.why))
+            edits.append(Edit("compliance", m.group(0), after, m.start() + shift, why=rule.why))
+            shift += len(after) - len(m.group(0))
             return after
 
         text = rule.pattern().sub(repl, text)
