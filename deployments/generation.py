@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deployments.adapters import AdapterRef
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
@@ -28,6 +30,7 @@ class GenerationRequest:
     sampling: SamplingOptions
     messages: tuple[dict, ...] | None = None
     prompt: str | None = None
+    adapter: AdapterRef | None = None
 
     def __post_init__(self):
         if (self.messages is None) == (self.prompt is None):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deployments.adapters import AdapterRef
 from deployments.postprocess import CJK
 from deployments.prompts import Language, Length, TemplateLibrary
 from serve_app.config import AppConfig, QualityConfig
@@ -29,6 +30,7 @@ class CopyPlan:
     messages: list[dict]
     max_tokens: int
     quality: QualityConfig
+    adapter: AdapterRef | None = None  # set by the ingress from the registry, per request
 
 
 class Router:

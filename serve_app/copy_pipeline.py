@@ -11,10 +11,11 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ray.serve.handle import DeploymentHandle
 
+from deployments.adapters import AdapterRef
 from deployments.generation import Completion, GenerationRequest, SamplingOptions
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan
@@ -78,12 +79,13 @@ class CopyPipeline:
                                 "session_id with /v1/copy first), or the session store is unavailable", "session_id")
         meta = session["meta"]
         messages = [*session["messages"], {"role": "user", "content": body.instruction}]
+        adapter = AdapterRef(**meta["adapter"]) if meta.get("adapter") else None
         return CopyPlan(RoutePlan(model=meta["model"], industry=meta["industry"]), meta["language"], messages,
-                        meta["max_tokens"], QualityConfig())
+                        meta["max_tokens"], QualityConfig(), adapter)
 
     async def remember(self, session_id: str, plan: CopyPlan, payload: dict) -> None:
         meta = {"model": plan.route.model, "industry": plan.route.industry, "language": plan.language,
-                "max_tokens": plan.max_tokens}
+                "max_tokens": plan.max_tokens, "adapter": asdict(plan.adapter) if plan.adapter else None}
         await self.sessions.save(session_id, meta, [*plan.messages, {"role": "assistant", "content": payload["text"]}])
 
     @staticmethod
@@ -94,7 +96,8 @@ class CopyPipeline:
             return None
         sampling = {"n": body.n, "temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
                     "max_tokens": body.max_tokens or plan.max_tokens}
-        return cache_key_material(plan.route.industry, plan.route.model, None, plan.messages, sampling,
+        adapter = plan.adapter.tag if plan.adapter else None  # name@version: a new version never hits old copy
+        return cache_key_material(plan.route.industry, plan.route.model, adapter, plan.messages, sampling,
                                   body.postprocess, plan.quality.model_dump())
 
     @staticmethod
@@ -105,6 +108,7 @@ class CopyPipeline:
             temperature = max(temperature, RETRY_MIN_TEMPERATURE)
         return GenerationRequest(
             request_id=request_id if attempt == 1 else f"{request_id}-{attempt}", messages=tuple(plan.messages),
+            adapter=plan.adapter,
             sampling=SamplingOptions(n=body.n, temperature=temperature, top_p=body.top_p, seed=seed,
                                      max_tokens=body.max_tokens or plan.max_tokens))
 
@@ -166,7 +170,8 @@ class CopyPipeline:
         completion_tokens = sum(a.completion.completion_tokens for a in attempts)
         return CopyResponse(
             id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
-            language=plan.language, text=best.text, texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
+            language=plan.language, adapter=plan.adapter.tag if plan.adapter else None, text=best.text,
+            texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
             finish_reasons=c.finish_reasons, attempts=len(attempts),
             polish={"edits": best.edits} if body.postprocess else None,
             sentiment=best.sentiment,

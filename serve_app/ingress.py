@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.adapters import AdapterRef, AdapterRegistry
 from deployments.generation import Completion, GenerationRequest
 from deployments.state.cache import ResponseCache
 from deployments.state.keys import KeyStore
@@ -21,10 +23,11 @@ from deployments.state.store import RedisStore
 from serve_app.access import AccessControl
 from serve_app.config import AppConfig
 from serve_app.copy_pipeline import CopyPipeline, model_stream
-from serve_app.errors import NotFoundError, ServiceUnavailableError
+from serve_app.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from serve_app.http import SSE_HEADERS, RequestContextMiddleware, install_error_handlers, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
 from serve_app.protocol import (
+    AdapterRegisterRequest,
     ChatCompletionRequest,
     CompletionRequest,
     CopyRequest,
@@ -60,6 +63,7 @@ class Ingress:
         self.cache = ResponseCache(self.redis, config.cache)
         self.sessions = SessionStore(self.redis, config.sessions)
         self.keys = KeyStore(self.redis)
+        self.adapters = AdapterRegistry(self.redis)
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment, self.sessions)
         app.state.max_body_bytes = config.server.max_body_bytes
@@ -71,6 +75,8 @@ class Ingress:
         key = await self.access.check(request)
         received, request_id = time.monotonic(), request_id_of(request)
         plan = await self.pipeline.plan(body)
+        if body.adapter:
+            plan = replace(plan, adapter=await self._adapter(body.adapter, plan.route.model))
         material = self.pipeline.cache_material(body, plan)
         cache_key = self.cache.key(material) if material else None
         cache_s = 0.0  # time spent in Redis for the cache, sent as Server-Timing
@@ -167,8 +173,19 @@ class Ingress:
     def _include_usage(body) -> bool:
         return bool(body.stream_options and body.stream_options.include_usage)
 
+    async def _adapter(self, name: str, model: str) -> AdapterRef:
+        adapter = await self.adapters.require(name)
+        if adapter.base_model != model:
+            raise InvalidRequestError(f"adapter {name!r} is for model {adapter.base_model}, but this request is "
+                                      f"served by {model}", "adapter")
+        return adapter.ref
+
     async def _openai(self, body, generation: GenerationRequest, fmt: OpenAIFormatter, finish):
-        plan = await self.router.resolve.remote(body.model)
+        # `model` may name an adapter too: "<route or model>:<adapter>".
+        target, _, adapter_name = body.model.partition(":")
+        plan = await self.router.resolve.remote(target)
+        if adapter_name:
+            generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
         if not body.stream:
             completion = await self.models[plan.model].generate.remote(generation)
             await finish(completion)
@@ -214,6 +231,10 @@ class Ingress:
         for route in await self.router.routes.remote():
             data.append({"id": route["industry"], "object": "model", "created": created, "owned_by": "copyserve",
                          "copyserve": {"kind": "route", **route}})
+        for a in await self.adapters.list():
+            data.append({"id": f"{a.base_model}:{a.name}", "object": "model", "created": int(a.created),
+                         "owned_by": "copyserve", "copyserve": {"kind": "adapter", "version": a.version,
+                                                                "base_model": a.base_model, "rank": a.rank}})
         return {"object": "list", "data": data}
 
     @app.get("/healthz")
@@ -234,6 +255,33 @@ class Ingress:
                 "redis": redis, "cache": "on" if self.config.cache.enabled and redis == "ok" else "off",
                 "auth": "on" if self.config.auth.enabled else "OFF (auth.enabled: false)"}
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    # --- admin: LoRA adapters ------------------------------------------------------------------
+
+    @app.post("/v1/adapters", status_code=201)
+    async def register_adapter(self, body: AdapterRegisterRequest, request: Request):
+        await self.access.check(request, admin=True)
+        if body.base_model not in self.models:
+            raise NotFoundError(f"no model {body.base_model!r}; models: {', '.join(self.models)}", "base_model")
+        adapter = await self.adapters.register(body.name, self.config.model(body.base_model), body.path)
+        return adapter.public()
+
+    @app.get("/v1/adapters")
+    async def list_adapters(self, request: Request):
+        await self.access.check(request)
+        return {"object": "list", "data": [a.public() for a in await self.adapters.list()]}
+
+    @app.get("/v1/adapters/{name}")
+    async def get_adapter(self, name: str, request: Request):
+        await self.access.check(request)
+        return (await self.adapters.require(name)).public()
+
+    @app.delete("/v1/adapters/{name}")
+    async def delete_adapter(self, name: str, request: Request):
+        await self.access.check(request, admin=True)
+        if not await self.adapters.delete(name):
+            raise NotFoundError(f"adapter {name!r} is not registered", "name")
+        return {"name": name, "deleted": True}
 
     # --- admin: API keys ---------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ class CopyRequest(CopySampling):
     length: Literal["short", "medium", "long"] = "medium"
     language: Literal["en", "zh"] | None = Field(None, description="Defaults to zh for Chinese input, else en.")
     session_id: SessionId | None = Field(None, description="Keep this conversation for /v1/copy/revise.")
+    adapter: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = Field(
+        None, description="A registered LoRA adapter of the route's model, instead of the base model.")
     cache: bool | None = Field(
         None, description="None: cache when reproducible (temperature 0 or a seed); true: always; false: never.")
 
@@ -72,6 +74,7 @@ class CopyResponse(BaseModel):
     industry: str
     model: str
     language: Literal["en", "zh"]
+    adapter: str | None = Field(None, description="The adapter version that wrote it (`name@vN`), if any.")
     text: str = Field(..., description="The best (or only) text, post-processed; `texts` has all n.")
     texts: list[str]
     raw_text: str = Field(..., description="`text` as the model wrote it, before polish.")
@@ -170,3 +173,13 @@ class KeyCreateRequest(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] = ""
     requests_per_window: int | None = Field(None, ge=1, description="Overrides the role's request limit.")
     tokens_per_window: int | None = Field(None, ge=1, description="Overrides the role's token limit.")
+
+
+class AdapterRegisterRequest(BaseModel):
+    """``POST /v1/adapters`` (admin): register (or bump the version of) a LoRA adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+    base_model: NonBlank = Field(..., description="The model (from /v1/models) the adapter was trained on.")
+    path: NonBlank = Field(..., description="Adapter folder, readable by the model servers.")

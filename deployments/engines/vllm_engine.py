@@ -10,11 +10,13 @@ from pathlib import Path
 from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.exceptions import VLLMValidationError
+from vllm.lora.request import LoRARequest
 from vllm.renderers.params import ChatParams, TokenizeParams
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 
+from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
 from deployments.generation import Delta, GenerationRequest
 from deployments.prompts import BUILTIN_DIR
@@ -66,6 +68,7 @@ class VLLMEngine(LLMEngine):
     def __init__(self, model: ModelConfig):
         super().__init__(model)
         self._engine: AsyncLLM | None = None
+        self._loaded_adapters: set[int] = set()
         self._chat_params = ChatParams(chat_template=read_chat_template(model.chat_template),
                                        chat_template_kwargs={"add_generation_prompt": True})
 
@@ -111,7 +114,24 @@ class VLLMEngine(LLMEngine):
             output_kind=RequestOutputKind.DELTA,
         )
 
+    async def _lora(self, ref: AdapterRef | None) -> LoRARequest | None:
+        """Load an adapter version before its first request, so a bad one fails only its own requests."""
+        if ref is None:
+            return None
+        if not self.model.engine.enable_lora:
+            raise InvalidRequestError(f"model {self.model.name} does not serve LoRA adapters", "adapter")
+        lora = LoRARequest(lora_name=ref.tag, lora_int_id=ref.engine_id, lora_path=ref.path)
+        if ref.engine_id not in self._loaded_adapters:
+            try:
+                await self._engine.add_lora(lora)
+            except Exception as err:  # vLLM reports load failures with many types; the request gets a 400
+                raise InvalidRequestError(f"adapter {ref.tag} could not be loaded: {err}; "
+                                          "register a working version", "adapter") from None
+            self._loaded_adapters.add(ref.engine_id)
+        return lora
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineStep]:
+        lora = await self._lora(request.adapter)
         try:
             engine_input = await self._engine_input(request)
             prompt_tokens = len(engine_input["prompt_token_ids"])
@@ -122,7 +142,7 @@ class VLLMEngine(LLMEngine):
             raise InvalidRequestError(str(err)) from None
         completion_tokens = 0
         try:
-            async for out in self._engine.generate(engine_input, params, request.request_id):
+            async for out in self._engine.generate(engine_input, params, request.request_id, lora_request=lora):
                 deltas = []
                 for seq in out.outputs:
                     completion_tokens += len(seq.token_ids)

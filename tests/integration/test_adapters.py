@@ -1,0 +1,134 @@
+"""LoRA adapters end to end: train with finetune, register over HTTP, serve per request, swap a
+new version under load, delete, and refuse bad adapters with a 4xx that says why."""
+
+import concurrent.futures as futures
+import json
+import shutil
+import time
+
+import httpx
+import pytest
+
+from finetune.config import TrainConfig
+from finetune.embedded_models import prepare
+from finetune.train import train
+from serve_app.config import models_home
+
+ROWS = [(f"Travel mug {i}", "leak-proof|hot", f"Mug {i} keeps coffee hot for hours. Leak-proof lid. Buy now.")
+        for i in range(12)]
+PROMPT = {"industry": "finance", "product": "Travel mug 3", "temperature": 0, "max_tokens": 12,
+          "postprocess": False}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two versions of a tiny-qwen3 adapter that differ (different seeds and step counts)."""
+    folder = tmp_path_factory.mktemp("adapters")
+    data = folder / "mugs.csv"
+    data.write_text("product_name,keywords,copy_text\n" + "".join(f'{p},"{k}",{c}\n' for p, k, c in ROWS))
+    base = prepare(models_home(), ("tiny-qwen3",))["tiny-qwen3"]
+    out = {}
+    for version, seed in (("v1", 0), ("v2", 1)):
+        out[version] = folder / version
+        train(TrainConfig(base_model=base, family="qwen3", data=data, output=out[version], industry="finance",
+                          rank=4, epochs=2, batch_size=4, learning_rate=2e-2, max_length=160, seed=seed),
+              progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def admin(base_url, admin_key):
+    with httpx.Client(base_url=base_url, timeout=120, headers={"Authorization": f"Bearer {admin_key}"}) as c:
+        yield c
+
+
+def test_register_use_swap_and_delete(admin, client, trained):
+    base = client.post("/v1/copy", json=PROMPT, headers={"Cache-Control": "no-cache"}).json()
+    started = time.perf_counter()
+    r = admin.post("/v1/adapters", json={"name": "mugs", "base_model": "tiny-qwen3", "path": str(trained["v1"])})
+    assert r.status_code == 201, r.text
+    first_version = r.json()["version"]
+    v1 = client.post("/v1/copy", json={**PROMPT, "adapter": "mugs"}).json()
+    print(f"\n[adapters] registration to first use: {time.perf_counter() - started:.2f}s")
+    assert v1["adapter"] == f"mugs@v{first_version}" and v1["model"] == "tiny-qwen3"
+    assert v1["text"] != base["text"]  # the adapter changes the copy
+    listed = {m["id"] for m in client.get("/v1/models").json()["data"]}
+    assert "tiny-qwen3:mugs" in listed
+
+    # Swap in a new version while requests run: none fails, and requests after the swap use it.
+    def ask(i):
+        return client.post("/v1/copy", json={**PROMPT, "adapter": "mugs", "seed": i, "temperature": 0.8,
+                                             "cache": False})
+
+    with futures.ThreadPoolExecutor(4) as pool:
+        running = [pool.submit(ask, i) for i in range(8)]
+        r = admin.post("/v1/adapters", json={"name": "mugs", "base_model": "tiny-qwen3", "path": str(trained["v2"])})
+        assert r.status_code == 201 and r.json()["version"] == first_version + 1
+        results = [f.result() for f in running]
+    assert all(x.status_code == 200 for x in results), [x.text for x in results if x.status_code != 200]
+    after = client.post("/v1/copy", json={**PROMPT, "adapter": "mugs"}).json()
+    assert after["adapter"] == f"mugs@v{first_version + 1}"
+    assert after["text"] != v1["text"]  # new version, new weights (and no stale cache entry)
+
+    # OpenAI endpoints name adapters as "<route or model>:<adapter>".
+    chat = client.post("/v1/chat/completions", json={"model": "finance:mugs", "max_tokens": 4,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 200
+
+    assert admin.delete("/v1/adapters/mugs").json()["deleted"] is True
+    gone = client.post("/v1/copy", json={**PROMPT, "adapter": "mugs"})
+    assert gone.status_code == 404 and gone.json()["error"]["param"] == "adapter"
+    assert client.post("/v1/copy", json=PROMPT).status_code == 200  # the base still answers
+
+
+def make_bad(trained, tmp_path, case):
+    bad = tmp_path / case
+    shutil.copytree(trained["v1"], bad)
+    config = json.loads((bad / "adapter_config.json").read_text())
+    if case == "no-config":
+        (bad / "adapter_config.json").unlink()
+    elif case == "wrong-base":
+        config["base_model_name_or_path"] = "/models/some-other-model"
+    elif case == "rank-too-high":
+        config["r"] = 64
+    elif case == "corrupt-weights":
+        (bad / "adapter_model.safetensors").write_bytes(b"not safetensors at all")
+    if case != "no-config":
+        (bad / "adapter_config.json").write_text(json.dumps(config))
+    return bad
+
+
+@pytest.mark.parametrize("case, base_model, status, says", [
+    ("no-config", "tiny-qwen3", 400, "adapter_config.json"),
+    ("wrong-base", "tiny-qwen3", 400, "trained on /models/some-other-model"),
+    ("rank-too-high", "tiny-qwen3", 400, "rank 64 is outside 1..8"),
+    ("corrupt-weights", "tiny-qwen3", 400, "cannot be read"),
+    ("ok", "tiny-gptj", 400, "does not serve LoRA adapters"),
+    ("ok", "no-such-model", 404, "no model"),
+])
+def test_bad_adapters_are_refused(admin, trained, tmp_path, case, base_model, status, says):
+    path = make_bad(trained, tmp_path, case)
+    r = admin.post("/v1/adapters", json={"name": f"bad-{case}", "base_model": base_model, "path": str(path)})
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]["message"]
+    assert admin.get(f"/v1/adapters/bad-{case}").status_code == 404  # nothing was stored
+
+
+def test_missing_folder_and_user_key(admin, client, trained):
+    r = admin.post("/v1/adapters", json={"name": "x", "base_model": "tiny-qwen3", "path": "/nope"})
+    assert r.status_code == 400 and "not a folder" in r.json()["error"]["message"]
+    r = client.post("/v1/adapters", json={"name": "x", "base_model": "tiny-qwen3", "path": str(trained["v1"])})
+    assert r.status_code == 403
+
+
+def test_adapter_broken_after_registration_fails_only_its_requests(admin, client, trained, tmp_path):
+    path = tmp_path / "fragile"
+    shutil.copytree(trained["v1"], path)
+    assert admin.post("/v1/adapters", json={"name": "fragile", "base_model": "tiny-qwen3",
+                                            "path": str(path)}).status_code == 201
+    (path / "adapter_model.safetensors").write_bytes(b"broken later")
+    r = client.post("/v1/copy", json={**PROMPT, "adapter": "fragile", "cache": False})
+    assert r.status_code == 400 and "could not be loaded" in r.json()["error"]["message"]
+    assert client.post("/v1/copy", json={**PROMPT, "cache": False}).status_code == 200
+    health = client.get("/healthz").json()
+    assert health["models"]["tiny-qwen3"]["status"] == "ok"
