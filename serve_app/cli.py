@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  try: curl -s {url}/v1/copy -H 'Content-Type: application/json' "
           """-d '{"industry": "ecommerce", "product": "insulated water bottle", "keywords": ["leak-proof"]}'""")
     print("press Ctrl-C to stop", flush=True)
+    # SIGTERM (systemd, `kill`, background jobs that ignore SIGINT) shuts down as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             time.sleep(3600)
