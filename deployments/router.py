@@ -11,16 +11,21 @@ from dataclasses import dataclass
 from deployments.adapters import AdapterRef
 from deployments.postprocess import CJK
 from deployments.prompts import Language, Length, TemplateLibrary
+from deployments.state.routes import LiveRoutes, pick
+from deployments.state.store import RedisStore
 from serve_app.config import AppConfig, QualityConfig
 from serve_app.errors import InvalidRequestError, NotFoundError, quiet_client_errors
 
 
 @dataclass(frozen=True)
 class RoutePlan:
-    """Where one request goes. ``industry`` is None when a client named a model directly."""
+    """Where one request goes. ``industry`` is None when a client named a model directly;
+    ``adapter`` and ``variant`` come from the live route table (an admin's change or A/B split)."""
 
     model: str
     industry: str | None = None
+    adapter: str | None = None
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Router:
     def __init__(self, config: AppConfig):
         quiet_client_errors()
         self._config = config
+        self._live = LiveRoutes(RedisStore(config.redis))
         self._models = {m.name for m in config.models}
         self._templates = TemplateLibrary(config.server.templates_dir)
         self._routes = {r.industry: r for r in config.routes}
@@ -72,7 +78,19 @@ class Router:
             raise NotFoundError(
                 f"model {name!r} does not exist; use a model ({', '.join(sorted(self._models))}) "
                 f"or an industry route ({self._known()})", "model")
+        return await self._route(industry)
+
+    async def _route(self, industry: str) -> RoutePlan:
+        """The live table's choice for an industry when it has one, else the config's route."""
+        variants = await self._live.get(industry)
+        if variants:
+            v = pick(variants)
+            if v["model"] in self._models:
+                return RoutePlan(model=v["model"], industry=industry, adapter=v.get("adapter"), variant=v["name"])
         return RoutePlan(model=self._routes[industry].model, industry=industry)
+
+    async def live_routes(self) -> dict[str, list[dict]]:
+        return await self._live.all()
 
     async def plan_copy(self, industry: str, product: str, keywords: list[str], tone: str | None,
                         length: Length, language: Language | None) -> CopyPlan:
@@ -83,8 +101,8 @@ class Router:
             language = "zh" if cjk_request else self._config.server.default_language
         messages = self._templates.render(route.template_name, language, product=product, keywords=keywords,
                                           tone=tone, length=length)
-        return CopyPlan(RoutePlan(model=route.model, industry=route.industry), language, messages,
-                        self._templates.budget(length), route.quality)
+        return CopyPlan(await self._route(route.industry), language, messages, self._templates.budget(length),
+                        route.quality)
 
     async def routes(self) -> list[dict]:
         """The route table as clients see it (for /v1/models and the web page)."""

@@ -170,7 +170,8 @@ class CopyPipeline:
         completion_tokens = sum(a.completion.completion_tokens for a in attempts)
         return CopyResponse(
             id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
-            language=plan.language, adapter=plan.adapter.tag if plan.adapter else None, text=best.text,
+            language=plan.language, adapter=plan.adapter.tag if plan.adapter else None, variant=plan.route.variant,
+            text=best.text,
             texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
             finish_reasons=c.finish_reasons, attempts=len(attempts),
             polish={"edits": best.edits} if body.postprocess else None,

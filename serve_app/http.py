@@ -32,11 +32,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         if err.get("type") == "json_invalid":
             return f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})", None
-        if err.get("type") == "model_attributes_type" or not loc:
+        message = err["msg"].removeprefix("Value error, ")
+        if err.get("type") == "model_attributes_type":
             parts.append("request body must be a JSON object")
-            continue
-        param = param or ".".join(loc)
-        parts.append(f"{'.'.join(loc)}: {err['msg'].removeprefix('Value error, ')}")
+        elif not loc:  # a check across fields of the body
+            parts.append(message)
+        else:
+            param = param or ".".join(loc)
+            parts.append(f"{'.'.join(loc)}: {message}")
     return "; ".join(parts), param
 
 

@@ -18,6 +18,7 @@ from deployments.generation import Completion, GenerationRequest
 from deployments.state.cache import ResponseCache
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter
+from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
 from serve_app.access import AccessControl
@@ -34,6 +35,7 @@ from serve_app.protocol import (
     CopyResponse,
     KeyCreateRequest,
     RevisionRequest,
+    RouteUpdateRequest,
 )
 
 HEALTH_TIMEOUT_S = 5.0
@@ -75,8 +77,9 @@ class Ingress:
         key = await self.access.check(request)
         received, request_id = time.monotonic(), request_id_of(request)
         plan = await self.pipeline.plan(body)
-        if body.adapter:
-            plan = replace(plan, adapter=await self._adapter(body.adapter, plan.route.model))
+        adapter = body.adapter or plan.route.adapter  # the request's choice over the live route's
+        if adapter:
+            plan = replace(plan, adapter=await self._adapter(adapter, plan.route.model))
         material = self.pipeline.cache_material(body, plan)
         cache_key = self.cache.key(material) if material else None
         cache_s = 0.0  # time spent in Redis for the cache, sent as Server-Timing
@@ -184,6 +187,7 @@ class Ingress:
         # `model` may name an adapter too: "<route or model>:<adapter>".
         target, _, adapter_name = body.model.partition(":")
         plan = await self.router.resolve.remote(target)
+        adapter_name = adapter_name or plan.adapter
         if adapter_name:
             generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
         if not body.stream:
@@ -255,6 +259,44 @@ class Ingress:
                 "redis": redis, "cache": "on" if self.config.cache.enabled and redis == "ok" else "off",
                 "auth": "on" if self.config.auth.enabled else "OFF (auth.enabled: false)"}
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    # --- admin: live routes ----------------------------------------------------------------------
+
+    @app.get("/v1/routes")
+    async def list_routes(self, request: Request):
+        await self.access.check(request)
+        live = await self.router.live_routes.remote()
+        data = []
+        for route in await self.router.routes.remote():
+            variants = live.get(route["industry"])
+            data.append({**route, "source": "live" if variants else "config",
+                         "variants": variants or [{"name": "config", "model": route["model"], "adapter": None,
+                                                   "weight": 1.0}]})
+        return {"object": "list", "data": data}
+
+    @app.put("/v1/routes/{industry}")
+    async def set_route(self, industry: str, body: RouteUpdateRequest, request: Request):
+        await self.access.check(request, admin=True)
+        known = {r["industry"] for r in await self.router.routes.remote()}
+        if industry not in known:
+            raise NotFoundError(f"no route {industry!r}; routes: {', '.join(sorted(known))}", "industry")
+        variants = body.variant_list()
+        for i, v in enumerate(variants):
+            if v["model"] not in self.models:
+                raise InvalidRequestError(f"variants.{i}.model: no model {v['model']!r}", "model")
+            if v["adapter"]:
+                await self._adapter(v["adapter"], v["model"])
+        if not await LiveRoutes(self.redis).set(industry, variants):
+            raise ServiceUnavailableError("the route table (redis) is unavailable; nothing changed")
+        return {"industry": industry, "variants": variants}
+
+    @app.delete("/v1/routes/{industry}")
+    async def reset_route(self, industry: str, request: Request):
+        await self.access.check(request, admin=True)
+        removed = await LiveRoutes(self.redis).delete(industry)
+        if removed is None:
+            raise ServiceUnavailableError("the route table (redis) is unavailable")
+        return {"industry": industry, "source": "config", "reset": removed}
 
     # --- admin: LoRA adapters ------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class CopyResponse(BaseModel):
     model: str
     language: Literal["en", "zh"]
     adapter: str | None = Field(None, description="The adapter version that wrote it (`name@vN`), if any.")
+    variant: str | None = Field(None, description="The live route's variant that served it (A/B splits).")
     text: str = Field(..., description="The best (or only) text, post-processed; `texts` has all n.")
     texts: list[str]
     raw_text: str = Field(..., description="`text` as the model wrote it, before polish.")
@@ -183,3 +184,35 @@ class AdapterRegisterRequest(BaseModel):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
     base_model: NonBlank = Field(..., description="The model (from /v1/models) the adapter was trained on.")
     path: NonBlank = Field(..., description="Adapter folder, readable by the model servers.")
+
+
+class RouteVariant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    model: NonBlank
+    adapter: str | None = None
+    weight: float = Field(1.0, gt=0, le=1000)
+
+
+class RouteUpdateRequest(BaseModel):
+    """``PUT /v1/routes/{industry}`` (admin): one model (+ adapter), or weighted variants for an A/B split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    adapter: str | None = None
+    variants: list[RouteVariant] | None = Field(None, min_length=1, max_length=10)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RouteUpdateRequest:
+        if (self.model is None) == (self.variants is None):
+            raise ValueError("give either `model` (and optionally `adapter`) or `variants`")
+        if self.variants and len({v.name for v in self.variants}) != len(self.variants):
+            raise ValueError("variant names must be unique")
+        return self
+
+    def variant_list(self) -> list[dict]:
+        if self.variants is None:
+            return [{"name": "default", "model": self.model, "adapter": self.adapter, "weight": 1.0}]
+        return [v.model_dump() for v in self.variants]

@@ -132,3 +132,35 @@ def test_adapter_broken_after_registration_fails_only_its_requests(admin, client
     assert client.post("/v1/copy", json={**PROMPT, "cache": False}).status_code == 200
     health = client.get("/healthz").json()
     assert health["models"]["tiny-qwen3"]["status"] == "ok"
+
+
+def test_live_route_ab_split_follows_weights(admin, client, trained):
+    assert admin.post("/v1/adapters", json={"name": "ab", "base_model": "tiny-qwen3",
+                                            "path": str(trained["v1"])}).status_code == 201
+    split = {"variants": [{"name": "A", "model": "tiny-qwen3", "weight": 1},
+                          {"name": "B", "model": "tiny-qwen3", "adapter": "ab", "weight": 3}]}
+    assert client.put("/v1/routes/finance", json=split).status_code == 403  # admin only
+    assert admin.put("/v1/routes/finance", json=split).status_code == 200
+    routes = {r["industry"]: r for r in client.get("/v1/routes").json()["data"]}
+    assert routes["finance"]["source"] == "live" and len(routes["finance"]["variants"]) == 2
+    served = [client.post("/v1/copy", json={**PROMPT, "max_tokens": 1, "cache": False}).json() for _ in range(40)]
+    b = [s for s in served if s["variant"] == "B"]
+    assert 22 <= len(b) <= 38, len(b)  # expected 30 of 40 (binomial sd 2.7)
+    assert all(s["adapter"].startswith("ab@v") for s in b)
+    assert all(s["adapter"] is None for s in served if s["variant"] == "A")
+    assert admin.delete("/v1/routes/finance").json()["reset"] is True
+    assert client.post("/v1/copy", json={**PROMPT, "max_tokens": 1}).json()["variant"] is None
+
+
+@pytest.mark.parametrize("industry, body, status, says", [
+    ("no-such-industry", {"model": "tiny-qwen3"}, 404, "no route"),
+    ("finance", {"model": "no-such-model"}, 400, "no model"),
+    ("finance", {"model": "tiny-qwen3", "adapter": "not-registered"}, 404, "not registered"),
+    ("finance", {"model": "tiny-qwen3", "variants": [{"name": "x", "model": "tiny-qwen3"}]}, 400, "either"),
+    ("finance", {"variants": [{"name": "x", "model": "tiny-qwen3", "weight": 0}]}, 400, "weight"),
+])
+def test_bad_route_updates_are_refused(admin, client, industry, body, status, says):
+    r = admin.put(f"/v1/routes/{industry}", json=body)
+    assert r.status_code == status and says in r.json()["error"]["message"], r.text
+    routes = {r["industry"]: r for r in client.get("/v1/routes").json()["data"]}
+    assert routes["finance"]["source"] == "config"  # nothing stored

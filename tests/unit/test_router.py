@@ -11,6 +11,7 @@ from serve_app.errors import InvalidRequestError, NotFoundError
 
 CONFIG = {
     "server": {"default_language": "en"},
+    "redis": {"enabled": False},  # the config's route table; the live table is tested against real Redis
     "models": [
         {"name": "qwen-small", "family": "qwen3", "source": "Qwen/Qwen3-0.6B"},
         {"name": "gptj-base", "family": "gptj", "source": "EleutherAI/gpt-j-6b"},
