@@ -17,11 +17,7 @@ import time
 import uuid
 
 import httpx
-
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+from stats import percentile
 
 
 def main() -> None:

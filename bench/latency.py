@@ -16,14 +16,11 @@ import sys
 import time
 
 import httpx
+from stats import percentile
 
 PRODUCTS = ["insulated water bottle", "wireless earbuds", "standing desk", "running shoes", "espresso machine",
             "backpack with laptop sleeve", "smart thermostat", "yoga mat"]
 
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def one(client: httpx.AsyncClient, i: int, max_tokens: int) -> tuple[float, float, int]:

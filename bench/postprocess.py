@@ -14,13 +14,10 @@ import statistics
 import sys
 
 import httpx
+from stats import percentile
 
 PRODUCTS = ["insulated water bottle", "wireless earbuds", "standing desk", "running shoes", "便携咖啡机", "蓝牙音箱"]
 
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def main() -> None:
