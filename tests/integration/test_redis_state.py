@@ -91,20 +91,22 @@ def test_revoked_key_stops_working_at_once(base_url, admin_key):
 
 
 def test_rate_limit_is_exact_across_clients_and_retry_after_is_honoured(base_url, make_key):
-    _, secret = make_key("user", requests_per_window=5)  # window_s: 4
+    _, secret = make_key("user", requests_per_window=5)  # window_s: 10
     headers = {"Authorization": f"Bearer {secret}"}
 
     def call(_):
         with httpx.Client(base_url=base_url, timeout=30, headers=headers) as c:
             return c.get("/v1/models")
 
+    started = time.monotonic()
     with futures.ThreadPoolExecutor(2) as pool:  # two concurrent clients sharing one key
         results = list(pool.map(call, range(8)))
+    assert time.monotonic() - started < 10, "the burst must fit in one window for the count to be exact"
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200] * 5 + [429] * 3
     refused = next(r for r in results if r.status_code == 429)
     retry_after = int(refused.headers["retry-after"])
-    assert 1 <= retry_after <= 4 and refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= retry_after <= 10 and refused.json()["error"]["type"] == "rate_limit_error"
     time.sleep(retry_after)
     assert call(0).status_code == 200
 
