@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from serve_app.config import RedisConfig
@@ -53,7 +54,11 @@ class RedisStore:
             return default  # degraded: do not pay a timeout on every request
         self._last_try = now
         try:
-            result = await asyncio.wait_for(fn(self.client), self.config.timeout_s * 2)
+            try:
+                result = await asyncio.wait_for(fn(self.client), self.config.timeout_s * 2)
+            except (RedisConnectionError, OSError):
+                # A pooled connection is stale after Redis restarted: one immediate retry on a fresh one.
+                result = await asyncio.wait_for(fn(self.client), self.config.timeout_s * 2)
         except (RedisError, OSError, asyncio.TimeoutError) as err:
             if self._down_since is None:
                 self._down_since = now

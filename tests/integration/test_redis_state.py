@@ -48,7 +48,7 @@ def test_streamed_cache_hit_replays_text_and_final(client):
     assert '"type": "delta"' in lines[0] and '"type": "final"' in lines[-1]
 
 
-def test_service_fails_open_when_redis_stops_and_recovers(client, redis_server):
+def test_service_fails_open_when_redis_stops_and_recovers(client, redis_server, make_key, base_url):
     body = {**COPY, "product": f"kettle {time.time()}"}
     client.post("/v1/copy", json=body)
     redis_server.stop()
@@ -64,6 +64,10 @@ def test_service_fails_open_when_redis_stops_and_recovers(client, redis_server):
     client.post("/v1/copy", json=body)
     assert client.post("/v1/copy", json=body).headers["x-cache"] == "hit"
     assert client.get("/healthz").json()["redis"] == "ok"
+    # Every pooled connection died with the old server: a key never seen before must verify at once.
+    _, fresh = make_key("user")
+    for _ in range(5):
+        assert httpx.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
 
 
 def test_auth_matrix(base_url, user_key, admin_key):
