@@ -66,6 +66,7 @@ class Ingress:
         self.sessions = SessionStore(self.redis, config.sessions)
         self.keys = KeyStore(self.redis)
         self.adapters = AdapterRegistry(self.redis)
+        self.live_routes = LiveRoutes(self.redis)
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment, self.sessions)
         app.state.max_body_bytes = config.server.max_body_bytes
@@ -286,14 +287,14 @@ class Ingress:
                 raise InvalidRequestError(f"variants.{i}.model: no model {v['model']!r}", "model")
             if v["adapter"]:
                 await self._adapter(v["adapter"], v["model"])
-        if not await LiveRoutes(self.redis).set(industry, variants):
+        if not await self.live_routes.set(industry, variants):
             raise ServiceUnavailableError("the route table (redis) is unavailable; nothing changed")
         return {"industry": industry, "variants": variants}
 
     @app.delete("/v1/routes/{industry}")
     async def reset_route(self, industry: str, request: Request):
         await self.access.check(request, admin=True)
-        removed = await LiveRoutes(self.redis).delete(industry)
+        removed = await self.live_routes.delete(industry)
         if removed is None:
             raise ServiceUnavailableError("the route table (redis) is unavailable")
         return {"industry": industry, "source": "config", "reset": removed}

@@ -73,3 +73,19 @@ class FakeEngine(LLMEngine):
 
     async def shutdown(self) -> None:
         self.shut_down = True
+
+
+class FakeMethod:
+    """`handle.method.remote(...)`: records the call and returns an awaitable, as a DeploymentHandle does."""
+
+    def __init__(self, reply):
+        self.reply, self.calls = reply, []
+
+    def remote(self, *args):
+        self.calls.append(args)
+
+        async def answer():
+            result = self.reply(*args)
+            return await result if hasattr(result, "__await__") else result
+
+        return answer()

@@ -26,8 +26,8 @@ class LiveRoutes:
         return {k: json.loads(v) for k, v in rows.items()}
 
     async def set(self, industry: str, variants: list[dict]) -> bool:
-        return bool(await self.store.call(lambda r: r.hset(self.key, industry, json.dumps(variants)),
-                                          default=None) is not None)
+        stored = await self.store.call(lambda r: r.hset(self.key, industry, json.dumps(variants)))
+        return stored is not None
 
     async def delete(self, industry: str) -> bool | None:
         removed = await self.store.call(lambda r: r.hdel(self.key, industry))

@@ -12,24 +12,11 @@ from deployments.router import CopyPlan, RoutePlan
 from serve_app.config import PolishConfig, QualityConfig
 from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline
 from serve_app.protocol import CopyRequest, CopyResponse
+from tests.fakes import FakeMethod
 
 MESSAGES = [{"role": "user", "content": "x"}]
 
 
-class FakeMethod:
-    """`handle.method.remote(...)`: records the call, returns an awaitable of what `reply` gives."""
-
-    def __init__(self, reply):
-        self.reply, self.calls = reply, []
-
-    def remote(self, *args):
-        self.calls.append(args)
-
-        async def answer():
-            result = self.reply(*args)
-            return await result if hasattr(result, "__await__") else result
-
-        return answer()
 
 
 class FakeModel:

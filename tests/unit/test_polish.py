@@ -8,24 +8,12 @@ from deployments.generation import Completion, GenerationRequest
 from deployments.polish import PROMPT_FILE, Polish
 from deployments.postprocess import Draft
 from serve_app.config import PolishConfig
+from tests.fakes import FakeMethod
 
 EDIT_KEYS = {"rule", "before", "after", "start", "flagged", "why"}
 PROMPTS = yaml.safe_load(PROMPT_FILE.read_text(encoding="utf-8"))
 
 
-class FakeMethod:
-    """`handle.method.remote(...)` returning an awaitable, as a Serve DeploymentHandle does."""
-
-    def __init__(self, reply):
-        self.reply, self.calls = reply, []
-
-    def remote(self, *args):
-        self.calls.append(args)
-
-        async def answer():
-            return self.reply(*args)
-
-        return answer()
 
 
 class FakeRewriter:
