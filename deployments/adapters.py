@@ -19,6 +19,9 @@ from serve_app.errors import InvalidRequestError, NotFoundError, ServiceUnavaila
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MANIFEST = "copyserve-adapter.json"
+# Config keys that must agree for merged weights to fit the base model's engine settings.
+SHAPE_KEYS = ("model_type", "vocab_size", "n_embd", "hidden_size", "n_layer", "num_hidden_layers", "n_head",
+              "num_attention_heads", "rotary_dim")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Adapter:
     rank: int
     created: float
     manifest: dict
+    kind: str = "lora"  # "lora": applied per request; "merged": served by activating it on the model
 
     @property
     def ref(self) -> AdapterRef:
@@ -55,6 +59,11 @@ class Adapter:
 
     def public(self) -> dict:
         return asdict(self)
+
+
+def serves_merged(model: ModelConfig) -> bool:
+    """Models without LoRA in their engine (GPT-J) take adapters merged into the weights."""
+    return not model.engine.enable_lora
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -73,10 +82,6 @@ def validate_adapter(path: str, model: ModelConfig) -> dict:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InvalidRequestError(f"{config_file} is not valid JSON: {err}", "path") from None
-    if not model.engine.enable_lora:
-        why = " (vLLM has no LoRA kernels for GPT-J: serve it merged)" if model.family == "gptj" else ""
-        raise InvalidRequestError(f"model {model.name} does not serve LoRA adapters{why}; set engine.enable_lora",
-                                  "base_model")
     base = str(config.get("base_model_name_or_path") or "")
     if base and not _same_model(base, model.source):
         raise InvalidRequestError(f"adapter was trained on {base}, but model {model.name} is {model.source}",
@@ -89,20 +94,62 @@ def validate_adapter(path: str, model: ModelConfig) -> dict:
     return config
 
 
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InvalidRequestError(f"{file} cannot be read: {err}", "path") from None
+
+
+def validate_merged(path: str, model: ModelConfig) -> Path:
+    """An adapter folder with ``merged/`` (``finetune --merge``) or a merged model folder → that folder.
+
+    Checked against the base model: same architecture and shapes, readable safetensors weights.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InvalidRequestError(f"adapter path {path} is not a folder on the serving nodes", "path")
+    if (folder / "merged" / "config.json").is_file():
+        folder = folder / "merged"
+    if not (folder / "config.json").is_file():
+        hint = " (train with `copyserve finetune --merge`)" if (folder / "adapter_config.json").is_file() else ""
+        raise InvalidRequestError(f"model {model.name} serves adapters merged into its weights, and {path} holds no "
+                                  f"merged weights: no config.json there or in {path}/merged{hint}", "path")
+    merged = _read_json(folder / "config.json")
+    base_config = Path(model.source) / "config.json"
+    if base_config.is_file():
+        base = _read_json(base_config)
+        for key in SHAPE_KEYS:
+            if key in base and merged.get(key) != base[key]:
+                raise InvalidRequestError(f"merged weights in {folder} do not fit model {model.name}: {key} is "
+                                          f"{merged.get(key)!r}, the base model has {base[key]!r}", "base_model")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise InvalidRequestError(f"{folder} has no .safetensors weights", "path")
+    for file in weights:
+        _safetensors_names(file)
+    return folder.resolve()
+
+
+def _safetensors_names(file: Path) -> list[str]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            names = list(f.keys())
+            for name in names:
+                f.get_slice(name)  # reads the header entry: a truncated file fails here
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InvalidRequestError(f"{file} cannot be read: {err}", "path") from None
+    return names
+
+
 def _check_weights(folder: Path) -> None:
     weights = next((folder / f for f in WEIGHT_FILES if (folder / f).is_file()), None)
     if weights is None:
         raise InvalidRequestError(f"{folder} has no {' or '.join(WEIGHT_FILES)}", "path")
     if weights.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(weights), framework="pt") as f:
-                names = list(f.keys())
-                for name in names:
-                    f.get_slice(name)  # reads the header entry: a truncated file fails here
-        except (SafetensorError, OSError, ValueError) as err:
-            raise InvalidRequestError(f"{weights} cannot be read: {err}", "path") from None
+        names = _safetensors_names(weights)
         if not any("lora_" in n for n in names):
             raise InvalidRequestError(f"{weights} holds no LoRA weights", "path")
 
@@ -129,7 +176,13 @@ class AdapterRegistry:
         return sorted((Adapter(**json.loads(v)) for v in rows), key=lambda a: a.name)
 
     async def register(self, name: str, model: ModelConfig, path: str) -> Adapter:
-        config = validate_adapter(path, model)
+        if serves_merged(model):
+            kind, served = "merged", validate_merged(path, model)
+            config_file = Path(path) / "adapter_config.json"
+            rank = int(_read_json(config_file).get("r", 0)) if config_file.is_file() else 0
+        else:
+            kind, served = "lora", Path(path).resolve()
+            rank = int(validate_adapter(path, model)["r"])
         manifest_file = Path(path) / MANIFEST
         manifest = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
         # Versions only grow (atomic counter, kept after delete): a cache entry or a loaded engine
@@ -137,8 +190,8 @@ class AdapterRegistry:
         version = await self.store.call(lambda r: r.hincrby(self.store.key("adapter-versions"), name, 1))
         if version is None:
             raise ServiceUnavailableError("the adapter registry (redis) is unavailable; nothing was registered")
-        adapter = Adapter(name=name, base_model=model.name, path=str(Path(path).resolve()), version=int(version),
-                          rank=int(config["r"]), created=time.time(), manifest=manifest)
+        adapter = Adapter(name=name, base_model=model.name, path=str(served), version=int(version), rank=rank,
+                          created=time.time(), manifest=manifest, kind=kind)
         stored = await self.store.call(lambda r: r.hset(self.key, name, json.dumps(adapter.public())), default=None)
         if stored is None:
             raise ServiceUnavailableError("the adapter registry (redis) is unavailable; nothing was registered")

@@ -57,6 +57,7 @@ class Completion:
     completion_tokens: int
     first_token_s: float | None = None
     total_s: float = 0.0
+    weights: str | None = None  # the merged adapter (name@vN) the replica serves; None: base weights
     extra: dict = field(default_factory=dict)
 
     @property

@@ -15,11 +15,17 @@ from collections.abc import AsyncIterator
 
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
+from deployments.merged_weights import weights_from_env, with_merged_weights
 from serve_app.config import ModelConfig
 from serve_app.errors import quiet_client_errors
 
 logger = logging.getLogger("copyserve.model_server")
 DEFAULT_ENGINE = "deployments.engines.vllm_engine:VLLMEngine"
+
+
+def deployment_name(model: str) -> str:
+    """The Serve deployment that serves ``model``."""
+    return f"model-{model}"
 
 
 def load_engine_class(path: str) -> type[LLMEngine]:
@@ -34,10 +40,13 @@ class ModelServer:
     async def __init__(self, model: ModelConfig, engine_cls: str = DEFAULT_ENGINE):
         quiet_client_errors()
         self.model = model
-        self.engine: LLMEngine = load_engine_class(engine_cls)(model)
+        # Merged adapter weights come with the replica's actor options (see merged_weights).
+        self.weights = weights_from_env()
+        self.engine: LLMEngine = load_engine_class(engine_cls)(with_merged_weights(model, self.weights))
         started = time.monotonic()
         await self.engine.start()
-        logger.info("model %s ready in %.1fs", model.name, time.monotonic() - started)
+        logger.info("model %s%s ready in %.1fs", model.name, f" with {self.weights.tag}" if self.weights else "",
+                    time.monotonic() - started)
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[list[Delta] | Completion]:
         """Token deltas per engine step, then one final Completion with usage and timings.
@@ -70,6 +79,7 @@ class ModelServer:
             prompt_tokens=step.prompt_tokens if step else 0,
             completion_tokens=step.completion_tokens if step else 0,
             first_token_s=first_token_s, total_s=time.monotonic() - started,
+            weights=self.weights.tag if self.weights else None,
         )
 
     async def generate(self, request: GenerationRequest) -> Completion:
@@ -86,6 +96,7 @@ class ModelServer:
         except Exception:  # a dead engine is a state to report here, not an error of this call
             healthy = False
         return {"model": self.model.name, "family": self.model.family, "healthy": healthy, "pid": os.getpid(),
+                "weights": self.weights.tag if self.weights else None,
                 "unfinished_requests": self.engine.num_unfinished_requests()}
 
     async def check_health(self) -> None:

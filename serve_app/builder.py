@@ -1,4 +1,7 @@
-"""The one place that turns a validated config into a Serve application (nothing else binds)."""
+"""The one place that turns a validated config into a Serve application (nothing else binds).
+
+Deployment options come from ``deployment_specs`` as plain JSON-able dicts, so the same options
+go into the code path (``build_app``) and into the Serve config file (``serve_config``)."""
 
 from __future__ import annotations
 
@@ -6,13 +9,19 @@ from typing import Any
 
 from ray import serve
 from ray.serve import Application
-from ray.serve.config import BackpressureConfig
 
-from deployments.model_server import DEFAULT_ENGINE, ModelServer
+from deployments.model_server import DEFAULT_ENGINE, ModelServer, deployment_name
 from deployments.polish import Polish
 from deployments.router import Router
 from deployments.sentiment import Sentiment
-from serve_app.config import AppConfig, ConfigError, DeploymentOptions, ModelConfig, check_local_sources
+from serve_app.config import (
+    AppConfig,
+    ConfigError,
+    DeploymentOptions,
+    ModelConfig,
+    check_local_sources,
+    parse_config,
+)
 from serve_app.ingress import Ingress
 
 # Defaults every deployment starts from; a deployment's own options are merged over these.
@@ -34,7 +43,7 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
     return {**DEFAULT_DEPLOYMENT_OPTIONS, "num_replicas": opts.num_replicas,
             "max_ongoing_requests": opts.max_ongoing_requests, "max_queued_requests": opts.max_queued_requests,
             # Serve answers a full queue itself (plain text); this makes it 503 with Retry-After.
-            "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=opts.retry_after_s),
+            "backpressure_config": {"status_code": 503, "retry_after_s": opts.retry_after_s},
             "ray_actor_options": actor, **overrides}
 
 
@@ -43,8 +52,15 @@ def engine_env(model: ModelConfig) -> dict[str, str]:
     return {"VLLM_CPU_OMP_THREADS_BIND": model.engine.cpu_omp_threads_bind}
 
 
-def model_deployment_name(model: str) -> str:
-    return f"model-{model}"
+def deployment_specs(config: AppConfig) -> dict[str, dict[str, Any]]:
+    """Serve options of every deployment of the app, by deployment name."""
+    specs = {"Ingress": deployment_options(config.server.ingress), "Router": deployment_options(config.server.router)}
+    for m in config.models:
+        specs[deployment_name(m.name)] = deployment_options(m.deployment, engine_env(m),
+                                                                  **MODEL_DEPLOYMENT_OPTIONS)
+    specs["Polish"] = deployment_options(config.polish.deployment)
+    specs["Sentiment"] = deployment_options(config.sentiment.deployment)
+    return specs
 
 
 def validate_for_serving(config: AppConfig) -> None:
@@ -59,17 +75,23 @@ def validate_for_serving(config: AppConfig) -> None:
 def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Application:
     """Ingress → Router, Ingress → one ModelServer per model, Ingress → Polish → Sentiment."""
     validate_for_serving(config)
-    router = serve.deployment(Router, name="Router").options(**deployment_options(config.server.router)).bind(config)
+    specs = deployment_specs(config)
+    router = serve.deployment(Router, name="Router").options(**specs["Router"]).bind(config)
     models = {
-        m.name: serve.deployment(ModelServer, name=model_deployment_name(m.name))
-        .options(**deployment_options(m.deployment, engine_env(m), **MODEL_DEPLOYMENT_OPTIONS))
-        .bind(m, engine_cls)
+        m.name: serve.deployment(ModelServer, name=deployment_name(m.name))
+        .options(**specs[deployment_name(m.name)]).bind(m, engine_cls)
         for m in config.models
     }
-    polish = serve.deployment(Polish, name="Polish").options(**deployment_options(config.polish.deployment))
+    polish = serve.deployment(Polish, name="Polish").options(**specs["Polish"])
     polish = polish.bind(config.polish, {config.polish.llm_model: models[config.polish.llm_model]}
                          if config.polish.mode == "llm" else None)
-    sentiment = serve.deployment(Sentiment, name="Sentiment").options(
-        **deployment_options(config.sentiment.deployment)).bind(config.sentiment)
-    ingress = serve.deployment(Ingress, name="Ingress").options(**deployment_options(config.server.ingress))
+    sentiment = serve.deployment(Sentiment, name="Sentiment").options(**specs["Sentiment"]).bind(config.sentiment)
+    ingress = serve.deployment(Ingress, name="Ingress").options(**specs["Ingress"])
     return ingress.bind(router, models, polish, sentiment, config)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """The Serve config's ``import_path``: ``args.config`` is the whole copyserve config, inline."""
+    if not isinstance(args, dict) or not isinstance(args.get("config"), dict):
+        raise ConfigError("the Serve config's args must be {config: <copyserve config>}")
+    return build_app(parse_config(args["config"]))

@@ -21,18 +21,30 @@ def _serve(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app import serve_control
+    from serve_app.builder import validate_for_serving
+    from serve_app.serve_config import build_serve_config
 
     config = load_config(args.config)
     server = config.server.model_copy(update={k: v for k, v in {"host": args.host, "port": args.port}.items() if v})
     config = config.model_copy(update={"server": server})
-    app = build_app(config)  # validates model folders and templates before Ray starts
+    validate_for_serving(config)  # model folders and templates, before Ray starts
+    serve_config = build_serve_config(config)
     started = time.monotonic()
     print(f"starting Ray and {len(config.models)} model deployment(s) from {args.config} ...", flush=True)
     ray.init(address=args.address, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": server.host, "port": server.port,
                               "request_timeout_s": server.request_timeout_s})
-    serve.run(app, name=server.app_name, route_prefix=server.route_prefix, blocking=False)
+    # From a Serve config, like `serve deploy`: a later change to one deployment rolls only its replicas.
+    serve_control.deploy(serve_config)
+    try:
+        serve_control.wait_until_running(server.app_name, args.start_timeout,
+                                         progress=lambda line: print(f"  {line}", flush=True))
+    except serve_control.DeployError as err:
+        print(f"copyserve: {err}", file=sys.stderr)
+        serve.shutdown()
+        ray.shutdown()
+        return 1
     url = f"http://{server.host}:{server.port}{server.route_prefix.rstrip('/')}"
     print(f"copyserve is up in {time.monotonic() - started:.0f}s at {url}", flush=True)
     if config.auth.enabled:
@@ -155,6 +167,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--start-timeout", type=float, default=900, help="seconds to wait for every replica to start")
     s.set_defaults(func=_serve)
 
     m = sub.add_parser("models", help="embedded models").add_subparsers(dest="action", required=True)

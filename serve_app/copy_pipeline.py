@@ -89,14 +89,15 @@ class CopyPipeline:
         await self.sessions.save(session_id, meta, [*plan.messages, {"role": "assistant", "content": payload["text"]}])
 
     @staticmethod
-    def cache_material(body: CopyRequest, plan: CopyPlan) -> str | None:
+    def cache_material(body: CopyRequest, plan: CopyPlan, weights: str | None = None) -> str | None:
         """What the cache key is made of, or None when this answer must not be cached."""
         cacheable = body.cache if body.cache is not None else (body.temperature == 0 or body.seed is not None)
         if not cacheable or body.session_id:
             return None
         sampling = {"n": body.n, "temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
                     "max_tokens": body.max_tokens or plan.max_tokens}
-        adapter = plan.adapter.tag if plan.adapter else None  # name@version: a new version never hits old copy
+        # name@version of the LoRA or merged adapter: a new version never hits old copy
+        adapter = plan.adapter.tag if plan.adapter else weights
         return cache_key_material(plan.route.industry, plan.route.model, adapter, plan.messages, sampling,
                                   body.postprocess, plan.quality.model_dump())
 
@@ -170,7 +171,7 @@ class CopyPipeline:
         completion_tokens = sum(a.completion.completion_tokens for a in attempts)
         return CopyResponse(
             id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
-            language=plan.language, adapter=plan.adapter.tag if plan.adapter else None, variant=plan.route.variant,
+            language=plan.language, adapter=plan.adapter.tag if plan.adapter else c.weights, variant=plan.route.variant,
             text=best.text,
             texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
             finish_reasons=c.finish_reasons, attempts=len(attempts),

@@ -51,6 +51,11 @@ class NotFoundError(CopyServeError):
     type = "not_found_error"
 
 
+class ConflictError(CopyServeError):
+    status_code = 409
+    type = "conflict_error"
+
+
 class PayloadTooLargeError(CopyServeError):
     status_code = 413
     type = "invalid_request_error"

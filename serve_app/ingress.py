@@ -13,18 +13,21 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.adapters import AdapterRef, AdapterRegistry
+from deployments.adapters import AdapterRef, AdapterRegistry, serves_merged
 from deployments.generation import Completion, GenerationRequest
+from deployments.merged_weights import ActiveWeights, weights_env
+from deployments.model_server import deployment_name
 from deployments.state.cache import ResponseCache
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
+from serve_app import serve_control
 from serve_app.access import AccessControl
 from serve_app.config import AppConfig
 from serve_app.copy_pipeline import CopyPipeline, model_stream
-from serve_app.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from serve_app.http import SSE_HEADERS, RequestContextMiddleware, install_error_handlers, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
 from serve_app.protocol import (
@@ -36,6 +39,7 @@ from serve_app.protocol import (
     KeyCreateRequest,
     RevisionRequest,
     RouteUpdateRequest,
+    WeightsRequest,
 )
 
 HEALTH_TIMEOUT_S = 5.0
@@ -66,6 +70,7 @@ class Ingress:
         self.sessions = SessionStore(self.redis, config.sessions)
         self.keys = KeyStore(self.redis)
         self.adapters = AdapterRegistry(self.redis)
+        self.active_weights = ActiveWeights(self.redis)
         self.live_routes = LiveRoutes(self.redis)
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment, self.sessions)
@@ -81,7 +86,8 @@ class Ingress:
         adapter = body.adapter or plan.route.adapter  # the request's choice over the live route's
         if adapter:
             plan = replace(plan, adapter=await self._adapter(adapter, plan.route.model))
-        material = self.pipeline.cache_material(body, plan)
+        weights = await self._merged_weights(plan.route.model)
+        material = self.pipeline.cache_material(body, plan, weights)
         cache_key = self.cache.key(material) if material else None
         cache_s = 0.0  # time spent in Redis for the cache, sent as Server-Timing
         if cache_key and "no-cache" not in request.headers.get("cache-control", "").lower():
@@ -93,7 +99,8 @@ class Ingress:
 
         async def finish(payload: dict) -> None:
             nonlocal cache_s
-            if cache_key:
+            # Mid-roll an old replica may answer: its copy must not be cached under the new weights.
+            if cache_key and payload["adapter"] == (plan.adapter.tag if plan.adapter else weights):
                 started = time.perf_counter()
                 await self.cache.put(cache_key, payload)
                 cache_s += time.perf_counter() - started
@@ -177,12 +184,27 @@ class Ingress:
     def _include_usage(body) -> bool:
         return bool(body.stream_options and body.stream_options.include_usage)
 
-    async def _adapter(self, name: str, model: str) -> AdapterRef:
+    async def _adapter(self, name: str, model: str) -> AdapterRef | None:
+        """The adapter to apply per request; None for a merged adapter, which the model's weights already are."""
         adapter = await self.adapters.require(name)
         if adapter.base_model != model:
             raise InvalidRequestError(f"adapter {name!r} is for model {adapter.base_model}, but this request is "
                                       f"served by {model}", "adapter")
+        if adapter.kind == "merged":
+            active = await self.active_weights.get(model)
+            if active is None or active.name != name:
+                raise ConflictError(f"adapter {name!r} is merged weights and model {model} serves "
+                                    f"{active.tag if active else 'its base weights'}: activate it first with "
+                                    f"PUT /v1/models/{model}/weights", "adapter")
+            return None
         return adapter.ref
+
+    async def _merged_weights(self, model: str) -> str | None:
+        """The merged adapter a model serves (for cache keys); None for base weights or LoRA models."""
+        if not serves_merged(self.config.model(model)):
+            return None
+        active = await self.active_weights.get(model)
+        return active.tag if active else None
 
     async def _openai(self, body, generation: GenerationRequest, fmt: OpenAIFormatter, finish):
         # `model` may name an adapter too: "<route or model>:<adapter>".
@@ -239,7 +261,8 @@ class Ingress:
         for a in await self.adapters.list():
             data.append({"id": f"{a.base_model}:{a.name}", "object": "model", "created": int(a.created),
                          "owned_by": "copyserve", "copyserve": {"kind": "adapter", "version": a.version,
-                                                                "base_model": a.base_model, "rank": a.rank}})
+                                                                "base_model": a.base_model, "rank": a.rank,
+                                                                "adapter_kind": a.kind}})
         return {"object": "list", "data": data}
 
     @app.get("/healthz")
@@ -325,6 +348,52 @@ class Ingress:
         if not await self.adapters.delete(name):
             raise NotFoundError(f"adapter {name!r} is not registered", "name")
         return {"name": name, "deleted": True}
+
+    # --- admin: merged weights (GPT-J) ----------------------------------------------------------
+
+    @app.put("/v1/models/{model}/weights", status_code=202)
+    async def set_weights(self, model: str, body: WeightsRequest, request: Request):
+        """Roll a model's replicas onto a merged adapter (or back to base), one drained replica at a time."""
+        await self.access.check(request, admin=True)
+        target = self._model_config(model)
+        if not serves_merged(target):
+            raise InvalidRequestError(f"model {model} applies LoRA adapters per request: name the adapter on "
+                                      "requests or routes instead", "model")
+        ref = None
+        if body.adapter:
+            adapter = await self.adapters.require(body.adapter)
+            if adapter.base_model != model or adapter.kind != "merged":
+                raise InvalidRequestError(f"adapter {body.adapter!r} is a {adapter.kind} adapter of "
+                                          f"{adapter.base_model}, not merged weights of {model}", "adapter")
+            ref = adapter.ref
+        previous = await self.active_weights.get(model)
+        await self.active_weights.set(model, ref)
+        try:
+            await asyncio.to_thread(self._roll, model, ref)
+        except serve_control.DeployError as err:
+            await self.active_weights.set(model, previous)
+            raise ConflictError(f"cannot roll {model}: {err}") from None
+        return {"model": model, "adapter": ref.tag if ref else None, "status": "rolling",
+                "watch": f"GET /v1/models/{model}/weights"}
+
+    def _roll(self, model: str, ref: AdapterRef | None) -> None:
+        app_name = self.config.server.app_name
+        serve_control.deploy(serve_control.with_replica_env(serve_control.deployed_config(), app_name,
+                                                            deployment_name(model), weights_env(ref)))
+
+    @app.get("/v1/models/{model}/weights")
+    async def get_weights(self, model: str, request: Request):
+        await self.access.check(request)
+        self._model_config(model)
+        active = await self.active_weights.get(model)
+        status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
+        return {"model": model, "adapter": active.tag if active else None,
+                "deployment": status.get(deployment_name(model), {})}
+
+    def _model_config(self, model: str):
+        if model not in self.models:
+            raise NotFoundError(f"no model {model!r}; models: {', '.join(self.models)}", "model")
+        return self.config.model(model)
 
     # --- admin: API keys ---------------------------------------------------------------------
 

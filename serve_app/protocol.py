@@ -186,6 +186,15 @@ class AdapterRegisterRequest(BaseModel):
     path: NonBlank = Field(..., description="Adapter folder, readable by the model servers.")
 
 
+class WeightsRequest(BaseModel):
+    """``PUT /v1/models/{model}/weights`` (admin): serve a merged adapter on a model, or base weights (null)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = Field(
+        ..., description="A registered merged adapter of this model, or null for the base weights.")
+
+
 class RouteVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -17,11 +17,13 @@ import ray
 import redis
 from ray import serve
 
+from deployments.model_server import deployment_name
 from deployments.state.keys import KeyStore
 from deployments.state.store import RedisStore
 from finetune.embedded_models import prepare
-from serve_app.builder import build_app, model_deployment_name
+from serve_app import serve_control
 from serve_app.config import load_config, models_home
+from serve_app.serve_config import build_serve_config
 
 CONFIG = Path(__file__).parent.parent / "configs" / "integration.yaml"
 
@@ -110,10 +112,12 @@ def admin_key(make_key) -> str:
 @pytest.fixture(scope="session")
 def base_url(app_config):
     server = app_config.server
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
+    ray.init(num_cpus=6, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": server.host, "port": server.port})
     started = time.monotonic()
-    serve.run(build_app(app_config), name=server.app_name, route_prefix="/")
+    # Deployed from a Serve config, as `copyserve serve` does: later changes roll single deployments.
+    serve_control.deploy(build_serve_config(app_config))
+    serve_control.wait_until_running(server.app_name, timeout_s=600)
     print(f"\n[integration] app with {len(app_config.models)} vLLM engines up in {time.monotonic() - started:.0f}s")
     yield f"http://{server.host}:{server.port}"
     serve.shutdown()
@@ -128,10 +132,17 @@ def client(base_url, user_key):
 
 
 @pytest.fixture(scope="session")
+def admin(base_url, admin_key):
+    """An HTTP client carrying an admin key."""
+    with httpx.Client(base_url=base_url, timeout=120, headers={"Authorization": f"Bearer {admin_key}"}) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
 def model_handle(base_url, app_config):
     """A handle straight to a model deployment, to ask its replica what the engine is doing."""
 
     def get(model: str):
-        return serve.get_deployment_handle(model_deployment_name(model), app_name=app_config.server.app_name)
+        return serve.get_deployment_handle(deployment_name(model), app_name=app_config.server.app_name)
 
     return get

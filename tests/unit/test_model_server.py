@@ -148,3 +148,17 @@ async def test_async_destructor_shuts_engine_down():
     engine = server.engine
     await server.__del__()
     assert engine.shut_down
+
+
+async def test_replica_serves_the_merged_weights_of_its_environment(monkeypatch):
+    from deployments.adapters import AdapterRef
+    from deployments.merged_weights import WEIGHTS_ENV, weights_env
+
+    monkeypatch.setenv(WEIGHTS_ENV, weights_env(AdapterRef("tutor", 2, "/w/tutor/merged"))[WEIGHTS_ENV])
+    server = await make_server()
+    assert server.engine.model.source == "/w/tutor/merged" and server.engine.model.tokenizer == "org/fake"
+    completion = await server.generate(request())
+    assert completion.weights == "tutor@v2"
+    assert (await server.stats())["weights"] == "tutor@v2"
+    monkeypatch.delenv(WEIGHTS_ENV)
+    assert (await (await make_server()).generate(request())).weights is None

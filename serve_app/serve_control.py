@@ -1,0 +1,95 @@
+"""Talking to the Serve controller: deploy a Serve config, wait for it, read status, and roll one
+deployment to new actor options. Used by the CLI and by the ingress's admin API.
+
+Serve has no public Python call that applies a declarative config (``serve deploy`` goes through the
+dashboard's REST API), so this module is the one place that uses the controller client.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from ray import serve
+from ray.serve.schema import ApplicationStatus, ServeDeploySchema
+
+
+class DeployError(RuntimeError):
+    """The controller refused a config, or an application failed to start."""
+
+
+def _client():
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client()
+
+
+def deploy(serve_config: dict[str, Any]) -> None:
+    """Apply a Serve config (every application in it; applications not in it are removed)."""
+    _client().deploy_apps(ServeDeploySchema.model_validate(serve_config))
+
+
+def wait_until_running(app_name: str, timeout_s: float, progress=None) -> float:
+    """Block until ``app_name`` is RUNNING; returns the seconds it took. Raises DeployError on failure."""
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout_s:
+        app = serve.status().applications.get(app_name)
+        status = app.status if app else None
+        if status == ApplicationStatus.RUNNING:
+            return time.monotonic() - started
+        if status in (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY):
+            raise DeployError(f"application {app_name} is {status}: {app.message}")
+        if progress and status != last:
+            progress(f"{app_name}: {status or 'submitted'} ({time.monotonic() - started:.0f}s)")
+        last = status
+        time.sleep(0.5)
+    raise DeployError(f"application {app_name} was not running after {timeout_s:.0f}s")
+
+
+def deployed_config() -> dict[str, Any]:
+    """The Serve config the controller runs now (as ``serve deploy`` gave it)."""
+    details = _client().get_serve_details()
+    apps = []
+    for name, app in details.get("applications", {}).items():
+        if not app.get("deployed_app_config"):
+            raise DeployError(f"application {name} was deployed with serve.run, not from a config: "
+                              "redeploy it with `copyserve serve` or `copyserve deploy`")
+        apps.append(app["deployed_app_config"])
+    return {"proxy_location": details.get("proxy_location") or "EveryNode",
+            "http_options": details.get("http_options") or {}, "applications": apps}
+
+
+def with_replica_env(serve_config: dict[str, Any], app_name: str, deployment: str,
+                     env: dict[str, str | None]) -> dict[str, Any]:
+    """A copy of the config with env vars set (None: removed) on one deployment's replicas.
+
+    Actor options are part of a deployment's version, so Serve replaces that deployment's replicas
+    in a rolling update (a bounded share at a time, each drained first) and leaves the others alone.
+    """
+    new = copy.deepcopy(serve_config)
+    app = next((a for a in new["applications"] if a["name"] == app_name), None)
+    if app is None:
+        raise DeployError(f"no application {app_name} in the deployed config")
+    spec = next((d for d in app.get("deployments", []) if d["name"] == deployment), None)
+    if spec is None:
+        raise DeployError(f"deployment {deployment} has no entry in the deployed config of {app_name}")
+    actor = spec.setdefault("ray_actor_options", {})
+    env_vars = actor.setdefault("runtime_env", {}).setdefault("env_vars", {})
+    for key, value in env.items():
+        if value is None:
+            env_vars.pop(key, None)
+        else:
+            env_vars[key] = value
+    return new
+
+
+def deployment_status(app_name: str) -> dict[str, dict[str, Any]]:
+    """Per deployment: status, message and replica counts by state."""
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return {}
+    return {name: {"status": str(d.status), "message": d.message,
+                   "replicas": {str(state): n for state, n in d.replica_states.items()}}
+            for name, d in app.deployments.items()}

@@ -1,0 +1,63 @@
+"""The Serve config copyserve deploys: valid for Serve, same options as the code path, one
+deployment's env changed without touching the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ray.serve.schema import ServeDeploySchema
+
+from serve_app.builder import deployment_specs
+from serve_app.config import load_config, parse_config
+from serve_app.serve_config import APP_IMPORT_PATH, build_serve_config
+from serve_app.serve_control import DeployError, with_replica_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", ["configs/local.yaml", "configs/production.yaml", "tests/configs/integration.yaml"])
+def test_serve_config_is_valid_and_carries_every_deployment(path):
+    config = load_config(ROOT / path)
+    built = build_serve_config(config)
+    schema = ServeDeploySchema.model_validate(built)
+    (app,) = schema.applications
+    assert app.import_path == APP_IMPORT_PATH and app.name == config.server.app_name
+    names = [d.name for d in app.deployments]
+    assert names == list(deployment_specs(config))
+    assert {f"model-{m.name}" for m in config.models} | {"Ingress", "Router", "Polish", "Sentiment"} == set(names)
+    # The copyserve config travels inline and parses back to the same config.
+    assert parse_config(built["applications"][0]["args"]["config"]) == config
+
+
+def test_model_options_reach_the_serve_config():
+    config = load_config(ROOT / "tests/configs/integration.yaml")
+    app = build_serve_config(config)["applications"][0]
+    pair = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj-pair")
+    assert pair["num_replicas"] == 2 and pair["ray_actor_options"]["num_cpus"] == 0.5
+    assert pair["ray_actor_options"]["runtime_env"]["env_vars"] == {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    small = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj")
+    assert small["max_ongoing_requests"] == 2 and small["max_queued_requests"] == 2
+    assert small["backpressure_config"] == {"status_code": 503, "retry_after_s": 1.0}
+
+
+def test_replica_env_changes_one_deployment_only():
+    built = build_serve_config(load_config(ROOT / "tests/configs/integration.yaml"))
+    changed = with_replica_env(built, "copyserve", "model-tiny-gptj-pair", {"COPYSERVE_MERGED_ADAPTER": "{}"})
+    before = {d["name"]: d for d in built["applications"][0]["deployments"]}
+    after = {d["name"]: d for d in changed["applications"][0]["deployments"]}
+    assert after["model-tiny-gptj-pair"]["ray_actor_options"]["runtime_env"]["env_vars"] == {
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind", "COPYSERVE_MERGED_ADAPTER": "{}"}
+    assert {n: d for n, d in after.items() if n != "model-tiny-gptj-pair"} == {
+        n: d for n, d in before.items() if n != "model-tiny-gptj-pair"}
+    assert "COPYSERVE_MERGED_ADAPTER" not in str(built)  # the input is not modified
+    back = with_replica_env(changed, "copyserve", "model-tiny-gptj-pair", {"COPYSERVE_MERGED_ADAPTER": None})
+    assert back == built
+
+
+def test_replica_env_names_what_is_missing():
+    built = build_serve_config(load_config(ROOT / "tests/configs/integration.yaml"))
+    with pytest.raises(DeployError, match="no application other"):
+        with_replica_env(built, "other", "model-tiny-gptj", {})
+    with pytest.raises(DeployError, match="deployment model-nope has no entry"):
+        with_replica_env(built, "copyserve", "model-nope", {})
