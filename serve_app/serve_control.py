@@ -42,7 +42,8 @@ def wait_until_running(app_name: str, timeout_s: float, progress=None) -> float:
         if status in (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY):
             raise DeployError(f"application {app_name} is {status}: {app.message}")
         if progress and status != last:
-            progress(f"{app_name}: {status or 'submitted'} ({time.monotonic() - started:.0f}s)")
+            state = status.value if status else "SUBMITTED"
+            progress(f"{app_name}: {state.lower()} ({time.monotonic() - started:.0f}s)")
         last = status
         time.sleep(0.5)
     raise DeployError(f"application {app_name} was not running after {timeout_s:.0f}s")
