@@ -28,7 +28,6 @@ from serve_app.ingress import Ingress
 DEFAULT_DEPLOYMENT_OPTIONS: dict[str, Any] = {
     "health_check_period_s": 10,
     "health_check_timeout_s": 30,
-    "graceful_shutdown_timeout_s": 30,
 }
 # Engines take a while to load; Serve must not give up on a replica that is still starting.
 MODEL_DEPLOYMENT_OPTIONS: dict[str, Any] = {"health_check_period_s": 15, "health_check_timeout_s": 60}
@@ -40,10 +39,15 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
         actor["resources"] = dict(opts.resources)
     if env:
         actor["runtime_env"] = {"env_vars": env}
-    return {**DEFAULT_DEPLOYMENT_OPTIONS, "num_replicas": opts.num_replicas,
+    replicas: dict[str, Any] = {"num_replicas": opts.num_replicas}
+    if opts.autoscaling:
+        replicas = {"autoscaling_config": opts.autoscaling.model_dump(exclude_none=True)}
+    return {**DEFAULT_DEPLOYMENT_OPTIONS, **replicas,
             "max_ongoing_requests": opts.max_ongoing_requests, "max_queued_requests": opts.max_queued_requests,
             # Serve answers a full queue itself (plain text); this makes it 503 with Retry-After.
             "backpressure_config": {"status_code": 503, "retry_after_s": opts.retry_after_s},
+            # Scale-down and redeploy stop routing to a replica, then wait this long for its requests.
+            "graceful_shutdown_timeout_s": opts.graceful_shutdown_timeout_s,
             "ray_actor_options": actor, **overrides}
 
 

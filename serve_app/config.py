@@ -52,19 +52,58 @@ class EngineConfig(Strict):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Raw extra vLLM AsyncEngineArgs.")
 
 
+class AutoscalingOptions(Strict):
+    """Serve replica autoscaling: replicas follow the requests in flight per replica."""
+
+    min_replicas: int = Field(1, ge=0, le=1024, description="Fewest replicas; 0 scales to zero (cold starts).")
+    max_replicas: int = Field(..., ge=1, le=1024, description="Most replicas.")
+    initial_replicas: int | None = Field(None, ge=0, le=1024, description="Replicas at first deploy (min if unset).")
+    target_ongoing_requests: float = Field(
+        2, gt=0, le=100_000, description="Requests in flight (running + queued) per replica that Serve aims for.")
+    upscale_delay_s: float = Field(30, ge=0, le=86_400, description="Load must stay high this long to add replicas.")
+    downscale_delay_s: float = Field(600, ge=0, le=86_400, description="Load must stay low this long to remove one.")
+    look_back_period_s: float = Field(30, gt=0, le=3600, description="Window the load is averaged over.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingOptions:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError(f"initial_replicas ({self.initial_replicas}) must lie in min_replicas..max_replicas "
+                             f"({self.min_replicas}..{self.max_replicas})")
+        return self
+
+
 class DeploymentOptions(Strict):
     """Ray Serve options for one deployment; merged over the defaults of ``DEFAULT_DEPLOYMENT_OPTIONS``."""
 
-    num_replicas: int = Field(1, ge=1, le=1024, description="Replica count (autoscaling arrives with issue 6).")
+    num_replicas: int = Field(1, ge=1, le=1024, description="Fixed replica count (leave out with `autoscaling`).")
+    autoscaling: AutoscalingOptions | None = Field(None, description="Scale replicas with load instead.")
     max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="Requests one replica works on at once.")
     max_queued_requests: int = Field(
         -1, ge=-1, le=1_000_000, description="Requests callers may queue for this deployment; beyond it they get "
         "503 with Retry-After. -1: unbounded."
     )
     retry_after_s: float = Field(1.0, ge=0, le=3600, description="Retry-After sent with those 503s.")
+    graceful_shutdown_timeout_s: float = Field(
+        30, ge=0, le=3600, description="On scale-down or redeploy, how long a replica may finish its requests.")
     num_cpus: float = Field(0.1, ge=0, le=256, description="Ray CPUs reserved per replica (fractional is fine).")
     num_gpus: float = Field(0, ge=0, le=64, description="GPUs per replica; 0 on the CPU profile.")
-    resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica.")
+    resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica "
+                                        "(pin a deployment to nodes that offer them).")
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> DeploymentOptions:
+        if self.autoscaling is not None and "num_replicas" in self.model_fields_set:
+            raise ValueError("give num_replicas (fixed) or autoscaling, not both")
+        if self.autoscaling is not None and self.autoscaling.target_ongoing_requests > self.max_ongoing_requests:
+            raise ValueError(f"autoscaling.target_ongoing_requests ({self.autoscaling.target_ongoing_requests}) is "
+                             f"above max_ongoing_requests ({self.max_ongoing_requests}): replicas could never reach it")
+        return self
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling else self.num_replicas
 
 
 class ModelConfig(Strict):

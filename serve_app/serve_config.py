@@ -25,7 +25,8 @@ def build_serve_config(config: AppConfig, runtime_env: dict[str, Any] | None = N
         "name": server.app_name,
         "route_prefix": server.route_prefix,
         "import_path": APP_IMPORT_PATH,
-        "args": {"config": config.model_dump(mode="json")},
+        # Only what the file set: defaults stay defaults, and autoscaling is not met by a default num_replicas.
+        "args": {"config": config.model_dump(mode="json", exclude_unset=True)},
         "deployments": [{"name": name, **options} for name, options in deployment_specs(config).items()],
     }
     if runtime_env:

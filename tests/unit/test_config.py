@@ -199,3 +199,33 @@ def test_check_local_sources_other_folders(tmp_path, monkeypatch):
     assert "does not exist" in str(info.value) and "prepare" not in str(info.value)
     (tmp_path / "elsewhere").mkdir()
     check_local_sources(parse_config(data))  # existing folder and a hub id: nothing to complain about
+
+
+def test_autoscaling_is_validated():
+    def with_scaling(**deployment):
+        return config(models=[{**BASE["models"][0], "deployment": deployment}, BASE["models"][1]])
+
+    ok = parse_config(with_scaling(autoscaling={"min_replicas": 1, "max_replicas": 3, "upscale_delay_s": 5}))
+    assert ok.models[0].deployment.max_replicas == 3
+    assert "min_replicas (4) is above max_replicas (2)" in parse_error(
+        with_scaling(autoscaling={"min_replicas": 4, "max_replicas": 2}))
+    assert "initial_replicas (5) must lie in" in parse_error(
+        with_scaling(autoscaling={"max_replicas": 3, "initial_replicas": 5}))
+    assert "num_replicas (fixed) or autoscaling, not both" in parse_error(
+        with_scaling(num_replicas=2, autoscaling={"max_replicas": 3}))
+    assert "target_ongoing_requests (100.0) is above max_ongoing_requests (8)" in parse_error(
+        with_scaling(max_ongoing_requests=8, autoscaling={"max_replicas": 3, "target_ongoing_requests": 100}))
+    assert "models.0.deployment.autoscaling.max_replicas" in parse_error(with_scaling(autoscaling={}))
+
+
+def test_autoscaling_reaches_serve_options():
+    from serve_app.builder import deployment_options
+
+    opts = parse_config(config(models=[{**BASE["models"][0], "deployment": {
+        "autoscaling": {"min_replicas": 1, "max_replicas": 3, "downscale_delay_s": 20},
+        "graceful_shutdown_timeout_s": 90}}, BASE["models"][1]])).models[0].deployment
+    serve_options = deployment_options(opts)
+    assert "num_replicas" not in serve_options and serve_options["graceful_shutdown_timeout_s"] == 90
+    assert serve_options["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 2,
+                                                   "upscale_delay_s": 30, "downscale_delay_s": 20,
+                                                   "look_back_period_s": 30}
