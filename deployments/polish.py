@@ -12,6 +12,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from deployments.generation import GenerationRequest, SamplingOptions
 from deployments.polish_rules import RULES_FILE, Edit, load_compliance, polish_text
 from deployments.postprocess import Draft
+from serve_app import model_calls
 from serve_app.config import PolishConfig
 from serve_app.errors import quiet_client_errors
 
@@ -38,7 +39,7 @@ class Polish:
                     {"role": "user", "content": self._env.from_string(prompt["user"]).render(text=draft.text)})
         request = GenerationRequest(request_id=f"polish-{uuid.uuid4().hex[:16]}", messages=messages,
                                     sampling=SamplingOptions(temperature=0, max_tokens=self.config.llm_max_tokens))
-        completion = await self.rewriter.generate.remote(request)
+        completion = await model_calls.generate(self.rewriter, request)
         text = completion.texts[0].strip()
         return (text, completion.finish_reasons[0]) if text else (draft.text, draft.finish_reason)
 

@@ -21,24 +21,12 @@ from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan
 from deployments.state.cache import cache_key_material
 from deployments.state.sessions import SessionStore
+from serve_app import model_calls
 from serve_app.config import QualityConfig
 from serve_app.errors import NotFoundError
 from serve_app.protocol import CopyRequest, CopyResponse, CopySampling, RevisionRequest, Timings, Usage
 
 RETRY_MIN_TEMPERATURE = 0.7  # at temperature 0 another seed would give the same text
-
-
-async def model_stream(handle: DeploymentHandle, generation: GenerationRequest) -> AsyncIterator:
-    """A model server's stream; closing it early cancels the call, which aborts the engine request."""
-    stream = handle.generate_stream.remote(generation)
-    done = False
-    try:
-        async for item in stream:
-            yield item
-        done = True
-    finally:
-        if not done:
-            stream.cancel()
 
 
 @dataclass
@@ -135,8 +123,8 @@ class CopyPipeline:
     async def run(self, body: CopySampling, plan: CopyPlan, request_id: str, received: float) -> dict:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
-            completion = await self.models[plan.route.model].generate.remote(
-                self.generation(body, plan, request_id, number))
+            completion = await model_calls.generate(self.models[plan.route.model],
+                                                    self.generation(body, plan, request_id, number))
             attempts.append(await self.postprocess(number, completion, plan, body.postprocess))
             if self.accepted(attempts[-1], plan, body.postprocess):
                 break
@@ -147,8 +135,8 @@ class CopyPipeline:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
             completion = None
-            async for item in model_stream(self.streaming[plan.route.model],
-                                           self.generation(body, plan, request_id, number)):
+            async for item in model_calls.stream(self.streaming[plan.route.model],
+                                                 self.generation(body, plan, request_id, number)):
                 if isinstance(item, Completion):
                     completion = item
                 else:

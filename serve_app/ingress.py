@@ -23,10 +23,10 @@ from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app import serve_control
+from serve_app import model_calls, serve_control
 from serve_app.access import AccessControl
 from serve_app.config import AppConfig
-from serve_app.copy_pipeline import CopyPipeline, model_stream
+from serve_app.copy_pipeline import CopyPipeline
 from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from serve_app.http import SSE_HEADERS, RequestContextMiddleware, install_error_handlers, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
@@ -214,12 +214,12 @@ class Ingress:
         if adapter_name:
             generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
         if not body.stream:
-            completion = await self.models[plan.model].generate.remote(generation)
+            completion = await model_calls.generate(self.models[plan.model], generation)
             await finish(completion)
             return fmt.response(completion)
 
         async def events() -> AsyncIterator[dict]:
-            async for item in model_stream(self.streaming[plan.model], generation):
+            async for item in model_calls.stream(self.streaming[plan.model], generation):
                 if isinstance(item, Completion):
                     await finish(item)
                     for chunk in fmt.closing_chunks(item):

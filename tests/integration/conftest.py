@@ -112,7 +112,7 @@ def admin_key(make_key) -> str:
 @pytest.fixture(scope="session")
 def base_url(app_config):
     server = app_config.server
-    ray.init(num_cpus=6, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=6, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": server.host, "port": server.port})
     started = time.monotonic()
     # Deployed from a Serve config, as `copyserve serve` does: later changes roll single deployments.

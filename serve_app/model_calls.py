@@ -1,0 +1,73 @@
+"""Calls to model deployments that survive losing a replica.
+
+When a model replica dies, Serve starts a new one and stops routing to the dead one. A request that
+has not produced a token yet is sent again (it lands on a live replica); a stream that already sent
+tokens cannot be replayed without repeating text, so it ends with a clear error event instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from ray.exceptions import RayActorError
+from ray.serve.handle import DeploymentHandle
+
+from deployments.generation import Completion, GenerationRequest
+from serve_app.errors import ServiceUnavailableError, unwrap
+
+logger = logging.getLogger("copyserve.model_calls")
+ATTEMPTS = 3          # first try + retries on a lost replica
+RETRY_BACKOFF_S = 0.2  # Serve needs a moment to drop the dead replica from its routing table
+
+
+class ReplicaLostError(ServiceUnavailableError):
+    """The replica serving a stream died after the stream began."""
+
+
+def replica_lost(exc: BaseException) -> bool:
+    return isinstance(unwrap(exc), RayActorError)  # ActorDiedError, ActorUnavailableError
+
+
+async def generate(handle: DeploymentHandle, generation: GenerationRequest) -> Completion:
+    """A whole answer; retried on another replica when the one working on it dies."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await handle.generate.remote(generation)
+        except Exception as exc:
+            if not replica_lost(exc) or attempt == ATTEMPTS:
+                raise
+            logger.warning("request %s: model replica lost (%s), retrying on another replica",
+                           generation.request_id, type(unwrap(exc)).__name__)
+            await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")
+
+
+async def stream(handle: DeploymentHandle, generation: GenerationRequest) -> AsyncIterator:
+    """A model server's stream. Retried while nothing was received; closing it early cancels the call,
+    which aborts the engine request."""
+    received = False
+    for attempt in range(1, ATTEMPTS + 1):
+        response = handle.generate_stream.remote(generation)
+        done = False
+        try:
+            async for item in response:
+                received = True
+                yield item
+            done = True
+            return
+        except Exception as exc:
+            if not replica_lost(exc):
+                raise
+            if received:
+                raise ReplicaLostError("the model replica writing this answer stopped mid-stream; the text so far "
+                                       "is incomplete: send the request again") from None
+            if attempt == ATTEMPTS:
+                raise ServiceUnavailableError("no model replica could take the request; retry shortly") from None
+            logger.warning("request %s: model replica lost before the first token, retrying",
+                           generation.request_id)
+            await asyncio.sleep(RETRY_BACKOFF_S * attempt)
+        finally:
+            if not done:
+                response.cancel()

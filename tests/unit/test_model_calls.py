@@ -1,0 +1,116 @@
+"""Losing a model replica: requests without tokens yet are retried, a broken stream ends with a
+clear error, other errors pass through untouched."""
+
+from __future__ import annotations
+
+import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
+from serve_app import model_calls
+from serve_app.errors import InvalidRequestError, ServiceUnavailableError
+from tests.fakes import FakeMethod
+
+GEN = GenerationRequest(request_id="r1", sampling=SamplingOptions(), prompt="hi")
+DONE = Completion(model="m", texts=["ab"], finish_reasons=["stop"], prompt_tokens=1, completion_tokens=2)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(model_calls, "RETRY_BACKOFF_S", 0.0)
+
+
+def failing(*errors, then=DONE):
+    """A reply that raises each error once, in order, then answers."""
+    pending = list(errors)
+
+    def reply(*_):
+        if pending:
+            raise pending.pop(0)
+        return then
+
+    return reply
+
+
+class Handle:
+    def __init__(self, generate=None, stream=None):
+        self.generate = FakeMethod(generate)
+        self.generate_stream = StreamMethod(stream or [])
+
+
+class StreamMethod:
+    """`handle.generate_stream.remote(...)`: each call plays the next script (items; an exception raises)."""
+
+    def __init__(self, scripts):
+        self.scripts, self.calls, self.cancelled = list(scripts), 0, 0
+
+    def remote(self, _generation):
+        self.calls += 1
+        script, method = self.scripts.pop(0), self
+
+        class Response:
+            def __aiter__(self):
+                return self.items()
+
+            async def items(self):
+                for item in script:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+
+            def cancel(self):
+                method.cancelled += 1
+
+        return Response()
+
+
+async def test_whole_answer_is_retried_when_the_replica_dies():
+    handle = Handle(generate=failing(ActorDiedError(), ActorUnavailableError("gone", b"1" * 16)))
+    assert await model_calls.generate(handle, GEN) is DONE
+    assert len(handle.generate.calls) == 3
+
+
+async def test_whole_answer_gives_up_after_the_last_attempt():
+    handle = Handle(generate=failing(*[ActorDiedError()] * model_calls.ATTEMPTS))
+    with pytest.raises(ActorDiedError):
+        await model_calls.generate(handle, GEN)
+    assert len(handle.generate.calls) == model_calls.ATTEMPTS
+
+
+async def test_request_errors_are_not_retried():
+    handle = Handle(generate=failing(InvalidRequestError("bad max_tokens")))
+    with pytest.raises(InvalidRequestError):
+        await model_calls.generate(handle, GEN)
+    assert len(handle.generate.calls) == 1
+
+
+async def test_stream_is_retried_before_its_first_token():
+    deltas = [Delta(0, "ab")]
+    handle = Handle(stream=[[ActorDiedError()], [deltas, DONE]])
+    assert [item async for item in model_calls.stream(handle, GEN)] == [deltas, DONE]
+    assert handle.generate_stream.calls == 2
+
+
+async def test_stream_that_broke_after_tokens_ends_with_a_clear_error():
+    handle = Handle(stream=[[[Delta(0, "a")], ActorDiedError()], [[Delta(0, "a")], DONE]])
+    received = []
+    with pytest.raises(model_calls.ReplicaLostError, match="stopped mid-stream") as info:
+        async for item in model_calls.stream(handle, GEN):
+            received.append(item)
+    assert received == [[Delta(0, "a")]] and handle.generate_stream.calls == 1  # no replay: text would repeat
+    assert info.value.status_code == 503
+
+
+async def test_stream_with_no_live_replica_is_a_503():
+    handle = Handle(stream=[[ActorDiedError()]] * model_calls.ATTEMPTS)
+    with pytest.raises(ServiceUnavailableError, match="no model replica"):
+        async for _ in model_calls.stream(handle, GEN):
+            pass
+
+
+async def test_closing_a_stream_early_cancels_the_call():
+    handle = Handle(stream=[[[Delta(0, "a")], [Delta(0, "b")], DONE]])
+    stream = model_calls.stream(handle, GEN)
+    assert await stream.__anext__() == [Delta(0, "a")]
+    await stream.aclose()
+    assert handle.generate_stream.cancelled == 1
