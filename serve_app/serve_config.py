@@ -32,7 +32,7 @@ def build_serve_config(config: AppConfig, runtime_env: dict[str, Any] | None = N
     if runtime_env:
         app["runtime_env"] = runtime_env
     serve_config = {
-        "proxy_location": "EveryNode",
+        "proxy_location": server.proxy_location,
         "http_options": {"host": server.host, "port": server.port, "request_timeout_s": server.request_timeout_s},
         "applications": [app],
     }

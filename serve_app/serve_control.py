@@ -96,6 +96,11 @@ def deployment_status(app_name: str) -> dict[str, dict[str, Any]]:
             for name, d in app.deployments.items()}
 
 
+def _plain(value: Any) -> Any:
+    """Serve's status enums as their plain string values."""
+    return getattr(value, "value", value)
+
+
 def status_report() -> dict[str, Any]:
     """Every application's deployments with replica counts, scaling bounds and replica nodes."""
     details = _client().get_serve_details()
@@ -107,19 +112,19 @@ def status_report() -> dict[str, Any]:
             scaling = config.get("autoscaling_config") or {}
             states: dict[str, int] = {}
             for r in d.get("replicas", []):
-                states[r["state"]] = states.get(r["state"], 0) + 1
+                states[_plain(r["state"])] = states.get(_plain(r["state"]), 0) + 1
             deployments.append({
-                "name": dname, "status": d["status"], "message": d.get("message", ""),
+                "name": dname, "status": _plain(d["status"]), "message": d.get("message", ""),
                 "target_replicas": d.get("target_num_replicas"), "running": states.get("RUNNING", 0),
                 "replica_states": states,
                 "min_replicas": scaling.get("min_replicas") if scaling else None,
                 "max_replicas": scaling.get("max_replicas") if scaling else None,
-                "replicas": [{"replica_id": r["replica_id"], "state": r["state"], "node_id": r.get("node_id"),
+                "replicas": [{"replica_id": r["replica_id"], "state": _plain(r["state"]), "node_id": r.get("node_id"),
                               "node_ip": r.get("node_ip"), "pid": r.get("pid"), "actor_name": r.get("actor_name")}
                              for r in d.get("replicas", [])],
             })
-            healthy &= d["status"] in ("HEALTHY", "UPSCALING", "DOWNSCALING")
-        healthy &= app["status"] == "RUNNING"
-        apps.append({"name": name, "status": app["status"], "message": app.get("message", ""),
+            healthy &= deployments[-1]["status"] in ("HEALTHY", "UPSCALING", "DOWNSCALING")
+        healthy &= _plain(app["status"]) == "RUNNING"
+        apps.append({"name": name, "status": _plain(app["status"]), "message": app.get("message", ""),
                      "deployments": deployments})
     return {"healthy": healthy and bool(apps), "applications": apps}
