@@ -1,4 +1,5 @@
 # The image configs/rayservice.yaml runs (KubeRay): Ray's GPU image plus copyserve with the CUDA vLLM.
 FROM rayproject/ray:2.60.0-py311-gpu
 COPY --chown=ray:users . /home/ray/copyserve
-RUN pip install --no-cache-dir "/home/ray/copyserve[gpu]"
+# Editable, like cluster.yaml: the web studio (web/) is served from the checkout.
+RUN pip install --no-cache-dir -e "/home/ray/copyserve[gpu]"

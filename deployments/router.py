@@ -105,9 +105,10 @@ class Router:
                         route.quality)
 
     async def routes(self) -> list[dict]:
-        """The route table as clients see it (for /v1/models and the web page)."""
+        """The route table as clients see it (for /v1/models and the web page's template library)."""
         return [
             {"industry": r.industry, "aliases": list(r.aliases), "model": r.model,
-             "labels": self._templates.templates[r.template_name].labels}
+             "labels": self._templates.templates[r.template_name].labels,
+             "examples": self._templates.templates[r.template_name].examples}
             for r in self._routes.values()
         ]

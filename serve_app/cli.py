@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     url = f"http://{server.host}:{server.port}{server.route_prefix.rstrip('/')}"
     print(f"copyserve is up in {time.monotonic() - started:.0f}s at {url}", flush=True)
+    print(f"  studio: open {url}/ in a browser to write copy there")
     if config.auth.enabled:
         print("  auth: ON - create a key with `copyserve keys create --role admin` and send "
               "`Authorization: Bearer <key>`")

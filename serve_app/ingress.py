@@ -7,9 +7,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -43,10 +45,12 @@ from serve_app.protocol import (
 )
 
 HEALTH_TIMEOUT_S = 5.0
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # the studio page: plain HTML/JS, no build step
 
 app = FastAPI(title="copyserve", version="0.1.0", description="Copywriting on Ray Serve and vLLM")
 install_error_handlers(app)
 app.add_middleware(RequestContextMiddleware)
+app.mount("/web", StaticFiles(directory=WEB_DIR, check_dir=False), name="web")
 
 
 def server_timing(cache_s: float) -> dict[str, str]:
@@ -246,6 +250,15 @@ class Ingress:
 
         return StreamingResponse(sse_stream(all_events(), request_id, done_marker), media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **(headers or {})})
+
+    # --- the web studio --------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def studio(self):
+        page = WEB_DIR / "index.html"
+        if not page.is_file():
+            raise NotFoundError(f"the web studio is not installed here ({page} is missing); the API is under /v1")
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
     # --- discovery and health ----------------------------------------------------------------
 

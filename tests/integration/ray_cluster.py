@@ -80,6 +80,8 @@ class LocalCluster:
         raise RuntimeError(f"{count} Ray nodes did not come up; see logs in {self.folder}")
 
     def stop(self) -> None:
+        # Serve first, or the head waits out its drain timeout for the Serve actors.
+        self.run(BIN / "serve", "shutdown", "--yes", "--address", self.dashboard)
         for process in reversed(self.nodes):  # workers first, then the head
             process.terminate()
             try:

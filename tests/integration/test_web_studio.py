@@ -1,0 +1,127 @@
+"""The web studio in headless Chromium (Debian's `chromium`, driven by Playwright) against the real
+app: generate with streaming, sentiment and edits, history, revise, themes, phone width, errors.
+Screenshots of the run go to web/screenshots/ (linked from the README)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "web" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: scripts/setup.sh installs it (apt-get chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base_url, user_key):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+    page = context.new_page()
+    page.goto(base_url + "/")
+    page.fill("#api-key", user_key)
+    page.press("#api-key", "Tab")  # change event: the key is saved and the routes load
+    page.wait_for_function("document.querySelectorAll('#industry option').length >= 3")
+    yield page
+    context.close()
+
+
+def wait_done(page, timeout_ms: int = 120_000):
+    page.wait_for_function("['done', 'error', 'stopped'].includes(document.getElementById('state').dataset.state)",
+                           timeout=timeout_ms)
+    assert page.get_attribute("#state", "data-state") == "done", page.inner_text("#message")
+
+
+def test_write_stream_history_revise_and_themes(page):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.select_option("#industry", "ecommerce")
+    assert "电商" in page.inner_text("#industry")  # English and Chinese labels
+    page.fill("#product", "insulated steel water bottle")
+    for word in ("leak-proof", "keeps drinks cold"):
+        page.fill("#keyword-input", word)
+        page.press("#keyword-input", "Enter")
+    assert page.locator(".chip").count() == 2
+    page.select_option("#length", "short")
+    page.click("#generate")
+    # Text shows while the request is still streaming, before the final event.
+    page.wait_for_function("(() => { const t = document.getElementById('copy-text');"
+                           " return t.dataset.state === 'streaming' && t.textContent.trim().length > 0; })()")
+    wait_done(page)
+    text = page.inner_text("#copy-text")
+    assert len(text.split()) >= 3
+    assert re.fullmatch(r"sentiment: (positive|neutral|negative) \d\.\d\d", page.inner_text("#sentiment"))
+    assert "smollm2-135m-instruct" in page.inner_text("#served")
+    assert re.fullmatch(r"\(\d+\)", page.inner_text("#edit-count"))
+    ttft_ms = int(page.get_attribute("#ttft", "data-ms"))
+    assert 0 < ttft_ms < 60_000
+    print(f"\n[web] time to first streamed token, measured by the page: {ttft_ms} ms")
+    page.click("#edits summary")
+    page.screenshot(path=SCREENSHOTS / "studio-light.png", full_page=True)
+
+    page.click("#theme")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(18, 21, 27)"
+    page.screenshot(path=SCREENSHOTS / "studio-dark.png", full_page=True)
+
+    page.click("#copy-button")
+    assert page.evaluate("navigator.clipboard.readText()") == page.evaluate(
+        "JSON.parse(localStorage.getItem('copyserve.history'))[0].response.text")
+
+    # Revise as a follow-up turn of the same session.
+    page.click("button[data-instruction='Make it shorter.']")
+    wait_done(page)
+
+    # History survives a reload, in newest-first order; reopening shows the copy again.
+    page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"  # the theme is remembered
+    page.click("#tab-history")
+    entries = page.locator("#history-list button")
+    assert entries.count() == 2 and "revised: Make it shorter." in entries.nth(0).inner_text()
+    entries.nth(1).click()
+    assert page.inner_text("#state") == "From history"
+    assert page.inner_text("#copy-text").strip() == text.strip()
+    assert page.input_value("#product") == "insulated steel water bottle"
+
+
+def test_phone_width_templates_and_keyboard(page):
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing overflows sideways
+    page.select_option("#industry", "ecommerce")
+    page.locator("#template-list button").first.click()  # one click fills the form from the template file
+    assert page.input_value("#product") == "Wireless noise-cancelling headphones"
+    assert page.locator(".chip").count() == 3
+    page.select_option("#length", "short")
+    page.focus("#product")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("document.getElementById('state').dataset.state === 'streaming'")
+    page.keyboard.press("Escape")  # stops (aborts the request)
+    page.wait_for_function("document.getElementById('state').dataset.state !== 'streaming'")
+    assert page.get_attribute("#state", "data-state") in ("stopped", "done")
+    page.screenshot(path=SCREENSHOTS / "studio-phone.png", full_page=True)
+
+
+def test_api_errors_read_as_sentences(page, user_key):
+    page.fill("#product", "")
+    page.click("#generate")
+    assert "write the product" in page.inner_text("#message")
+    page.fill("#api-key", "not-a-key")
+    page.press("#api-key", "Tab")
+    page.wait_for_selector("#message:not([hidden])")
+    page.wait_for_function("document.getElementById('message').textContent.includes('API key')")
+    assert page.inner_text("#message").startswith("Your API key was not accepted")
+    page.fill("#api-key", user_key)
+    page.press("#api-key", "Tab")
+    page.click("#tab-admin")  # the admin tab with a user key: the service says why not
+    page.wait_for_function("document.getElementById('message').textContent.startsWith('Not allowed with this key')")
