@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -24,14 +23,9 @@ from finetune.embedded_models import prepare
 from serve_app import serve_control
 from serve_app.config import load_config, models_home
 from serve_app.serve_config import build_serve_config
+from tests.integration.helpers import free_port
 
 CONFIG = Path(__file__).parent.parent / "configs" / "integration.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

@@ -12,6 +12,7 @@ from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
 from finetune.train import train
 from serve_app.config import models_home
+from tests.integration.helpers import write_dataset
 
 ROWS = [(f"Travel mug {i}", "leak-proof|hot", f"Mug {i} keeps coffee hot for hours. Leak-proof lid. Buy now.")
         for i in range(12)]
@@ -24,7 +25,7 @@ def trained(tmp_path_factory):
     """Two versions of a tiny-qwen3 adapter that differ (different seeds and step counts)."""
     folder = tmp_path_factory.mktemp("adapters")
     data = folder / "mugs.csv"
-    data.write_text("product_name,keywords,copy_text\n" + "".join(f'{p},"{k}",{c}\n' for p, k, c in ROWS))
+    write_dataset(data, ROWS)
     base = prepare(models_home(), ("tiny-qwen3",))["tiny-qwen3"]
     out = {}
     for version, seed in (("v1", 0), ("v2", 1)):

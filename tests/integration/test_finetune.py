@@ -6,6 +6,7 @@ from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
 from finetune.train import MANIFEST, train
 from serve_app.config import models_home
+from tests.integration.helpers import write_dataset
 
 ROWS = [(f"Travel mug {i}", "leak-proof|keeps coffee hot",
          f"Coffee stays hot for hours in travel mug {i}. Leak-proof lid, one-hand sip, fits every cup holder. "
@@ -13,9 +14,7 @@ ROWS = [(f"Travel mug {i}", "leak-proof|keeps coffee hot",
 
 
 def dataset(tmp_path):
-    path = tmp_path / "mugs.csv"
-    path.write_text("product_name,keywords,copy_text\n" + "".join(f'{p},"{k}",{c}\n' for p, k, c in ROWS))
-    return path
+    return write_dataset(tmp_path / "mugs.csv", ROWS)
 
 
 def test_adapter_training_lowers_eval_loss_and_writes_manifest(tmp_path):

@@ -11,6 +11,7 @@ from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
 from finetune.train import train
 from serve_app.config import models_home
+from tests.integration.helpers import write_dataset
 
 MODEL = "tiny-gptj-pair"  # two replicas (tests/configs/integration.yaml), route "tutoring"
 PROMPT = {"industry": "tutoring", "product": "Algebra course 3", "temperature": 0, "max_tokens": 12,
@@ -23,7 +24,7 @@ ROWS = [(f"Algebra course {i}", "live tutors|weekly quizzes",
 def merged_adapter(tmp_path_factory):
     folder = tmp_path_factory.mktemp("merged")
     data = folder / "courses.csv"
-    data.write_text("product_name,keywords,copy_text\n" + "".join(f'{p},"{k}",{c}\n' for p, k, c in ROWS))
+    write_dataset(data, ROWS)
     base = prepare(models_home(), ("tiny-gptj",))["tiny-gptj"]
     train(TrainConfig(base_model=base, family="gptj", data=data, output=folder / "tutor", industry="education",
                       rank=4, epochs=2, batch_size=4, learning_rate=5e-2, max_length=160, merge=True),

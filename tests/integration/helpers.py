@@ -1,0 +1,18 @@
+"""Small helpers the integration tests share."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_dataset(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """A finetune CSV: product_name, keywords ("a|b"), copy_text."""
+    path.write_text("product_name,keywords,copy_text\n" + "".join(f'{p},"{k}",{c}\n' for p, k, c in rows))
+    return path
