@@ -32,7 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
     serve_config = build_serve_config(config)
     started = time.monotonic()
     print(f"starting Ray and {len(config.models)} model deployment(s) from {args.config} ...", flush=True)
-    ray.init(address=args.address, include_dashboard=False, logging_level="WARNING")
+    # No --address: a new local Ray, never one a past `ray start` left recorded in /tmp/ray.
+    ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": server.host, "port": server.port,
                               "request_timeout_s": server.request_timeout_s})
     # From a Serve config, like `serve deploy`: a later change to one deployment rolls only its replicas.
@@ -170,7 +171,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=DEFAULT_CONFIG, type=Path)
     s.add_argument("--host")
     s.add_argument("--port", type=int)
-    s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--address", help="Ray cluster address, or `auto` for the one `ray start` began "
+                   "(default: start a local Ray)")
     s.add_argument("--start-timeout", type=float, default=900, help="seconds to wait for every replica to start")
     s.set_defaults(func=_serve)
 

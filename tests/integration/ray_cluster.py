@@ -83,3 +83,7 @@ class LocalCluster:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 process.kill()
+        # `ray start --head` records its address for later `ray.init()` calls; do not leave a dead one behind.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(f":{self.gcs_port}"):
+            current.unlink()
