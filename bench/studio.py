@@ -49,8 +49,9 @@ def main() -> None:
             print(f"[studio] run {i + 1}/{args.runs}: first token {ttft[-1]:.0f} ms, done {total[-1]:.0f} ms",
                   flush=True)
         browser.close()
-    print(f"page-measured time to first token: p50 {percentile(ttft, 0.5):.0f} ms, p95 {percentile(ttft, 0.95):.0f} ms; "
-          f"click to final: p50 {percentile(total, 0.5):.0f} ms ({args.runs} runs)")
+    print(f"page-measured time to first token: p50 {percentile(ttft, 0.5):.0f} ms, "
+          f"p95 {percentile(ttft, 0.95):.0f} ms; click to final: p50 {percentile(total, 0.5):.0f} ms "
+          f"({args.runs} runs)")
 
 
 if __name__ == "__main__":

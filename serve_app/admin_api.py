@@ -1,0 +1,161 @@
+"""Admin endpoints of the ingress (a mixin of ``Ingress``): live routes, adapters, merged weights,
+API keys. Reading is open to any key; changing needs an admin key."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request
+
+from deployments.adapters import AdapterRef, serves_merged
+from deployments.merged_weights import weights_env
+from deployments.model_server import deployment_name
+from serve_app import serve_control
+from serve_app.api_app import app
+from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
+from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUpdateRequest, WeightsRequest
+
+
+class AdminAPI:
+    """Uses the ingress's state: access, router, models, config, live_routes, adapters, active_weights, keys."""
+
+    # --- admin: live routes ----------------------------------------------------------------------
+
+    @app.get("/v1/routes")
+    async def list_routes(self, request: Request):
+        await self.access.check(request)
+        live = await self.router.live_routes.remote()
+        data = []
+        for route in await self.router.routes.remote():
+            variants = live.get(route["industry"])
+            data.append({**route, "source": "live" if variants else "config",
+                         "variants": variants or [{"name": "config", "model": route["model"], "adapter": None,
+                                                   "weight": 1.0}]})
+        return {"object": "list", "data": data}
+
+    @app.put("/v1/routes/{industry}")
+    async def set_route(self, industry: str, body: RouteUpdateRequest, request: Request):
+        await self.access.check(request, admin=True)
+        known = {r["industry"] for r in await self.router.routes.remote()}
+        if industry not in known:
+            raise NotFoundError(f"no route {industry!r}; routes: {', '.join(sorted(known))}", "industry")
+        variants = body.variant_list()
+        for i, v in enumerate(variants):
+            if v["model"] not in self.models:
+                raise InvalidRequestError(f"variants.{i}.model: no model {v['model']!r}", "model")
+            if v["adapter"]:
+                await self._adapter(v["adapter"], v["model"])
+        if not await self.live_routes.set(industry, variants):
+            raise ServiceUnavailableError("the route table (redis) is unavailable; nothing changed")
+        return {"industry": industry, "variants": variants}
+
+    @app.delete("/v1/routes/{industry}")
+    async def reset_route(self, industry: str, request: Request):
+        await self.access.check(request, admin=True)
+        removed = await self.live_routes.delete(industry)
+        if removed is None:
+            raise ServiceUnavailableError("the route table (redis) is unavailable")
+        return {"industry": industry, "source": "config", "reset": removed}
+
+    # --- admin: LoRA adapters ------------------------------------------------------------------
+
+    @app.post("/v1/adapters", status_code=201)
+    async def register_adapter(self, body: AdapterRegisterRequest, request: Request):
+        await self.access.check(request, admin=True)
+        if body.base_model not in self.models:
+            raise NotFoundError(f"no model {body.base_model!r}; models: {', '.join(self.models)}", "base_model")
+        adapter = await self.adapters.register(body.name, self.config.model(body.base_model), body.path)
+        return adapter.public()
+
+    @app.get("/v1/adapters")
+    async def list_adapters(self, request: Request):
+        await self.access.check(request)
+        return {"object": "list", "data": [a.public() for a in await self.adapters.list()]}
+
+    @app.get("/v1/adapters/{name}")
+    async def get_adapter(self, name: str, request: Request):
+        await self.access.check(request)
+        return (await self.adapters.require(name)).public()
+
+    @app.delete("/v1/adapters/{name}")
+    async def delete_adapter(self, name: str, request: Request):
+        await self.access.check(request, admin=True)
+        if not await self.adapters.delete(name):
+            raise NotFoundError(f"adapter {name!r} is not registered", "name")
+        return {"name": name, "deleted": True}
+
+    # --- admin: merged weights (GPT-J) ----------------------------------------------------------
+
+    @app.put("/v1/models/{model}/weights", status_code=202)
+    async def set_weights(self, model: str, body: WeightsRequest, request: Request):
+        """Roll a model's replicas onto a merged adapter (or back to base), one drained replica at a time."""
+        await self.access.check(request, admin=True)
+        target = self._model_config(model)
+        if not serves_merged(target):
+            raise InvalidRequestError(f"model {model} applies LoRA adapters per request: name the adapter on "
+                                      "requests or routes instead", "model")
+        ref = None
+        if body.adapter:
+            adapter = await self.adapters.require(body.adapter)
+            if adapter.base_model != model or adapter.kind != "merged":
+                raise InvalidRequestError(f"adapter {body.adapter!r} is a {adapter.kind} adapter of "
+                                          f"{adapter.base_model}, not merged weights of {model}", "adapter")
+            ref = adapter.ref
+        previous = await self.active_weights.get(model)
+        await self.active_weights.set(model, ref)
+        try:
+            await asyncio.to_thread(self._roll, model, ref)
+        except serve_control.DeployError as err:
+            await self.active_weights.set(model, previous)
+            raise ConflictError(f"cannot roll {model}: {err}") from None
+        return {"model": model, "adapter": ref.tag if ref else None, "status": "rolling",
+                "watch": f"GET /v1/models/{model}/weights"}
+
+    def _roll(self, model: str, ref: AdapterRef | None) -> None:
+        app_name = self.config.server.app_name
+        serve_control.deploy(serve_control.with_replica_env(serve_control.deployed_config(), app_name,
+                                                            deployment_name(model), weights_env(ref)))
+
+    @app.get("/v1/models/{model}/weights")
+    async def get_weights(self, model: str, request: Request):
+        await self.access.check(request)
+        self._model_config(model)
+        active = await self.active_weights.get(model)
+        status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
+        return {"model": model, "adapter": active.tag if active else None,
+                "deployment": status.get(deployment_name(model), {})}
+
+    def _model_config(self, model: str):
+        if model not in self.models:
+            raise NotFoundError(f"no model {model!r}; models: {', '.join(self.models)}", "model")
+        return self.config.model(model)
+
+    # --- admin: API keys ---------------------------------------------------------------------
+
+    @app.get("/v1/keys")
+    async def list_keys(self, request: Request):
+        await self.access.check(request, admin=True)
+        keys = await self.keys.list()
+        if keys is None:
+            raise ServiceUnavailableError("the key store (redis) is unavailable")
+        return {"object": "list", "data": [k.public() for k in keys]}
+
+    @app.post("/v1/keys", status_code=201)
+    async def create_key(self, body: KeyCreateRequest, request: Request):
+        await self.access.check(request, admin=True)
+        try:
+            key, secret = await self.keys.create(body.role, body.name, body.requests_per_window,
+                                                 body.tokens_per_window)
+        except ConnectionError as err:
+            raise ServiceUnavailableError(str(err)) from None
+        return {**key.public(), "key": secret}
+
+    @app.delete("/v1/keys/{key_id}")
+    async def revoke_key(self, key_id: str, request: Request):
+        await self.access.check(request, admin=True)
+        revoked = await self.keys.revoke(key_id)
+        if revoked is None:
+            raise ServiceUnavailableError("the key store (redis) is unavailable")
+        if not revoked:
+            raise NotFoundError(f"no API key with id {key_id!r}", "key_id")
+        return {"id": key_id, "revoked": True}
