@@ -152,7 +152,8 @@ def _split_sentences(text: str) -> list[str]:
 
 # --- punctuation and case -----------------------------------------------------------------------
 
-ZH_HALF_PUNCT = re.compile(rf"(?<=[{CJK}])([,.!?:;])(?!\d)|([,.!?:;])(?=[{CJK}])")
+# A space a model put before the mark ("很好 !") goes with it: Chinese sets none there.
+ZH_HALF_PUNCT = re.compile(rf"(?<=[{CJK}])[ \t]*([,.!?:;])(?!\d)|([,.!?:;])(?=[{CJK}])")
 ZH_INNER_SPACE = re.compile(rf"(?<=[{CJK}，。！？：；、])[ \t]+(?=[{CJK}，。！？：；、])")
 EN_FULL_PUNCT = re.compile("[" + "".join(EN_PUNCT) + "]")
 EN_SPACE_BEFORE = re.compile(r"[ \t]+([,.!?;:])")
@@ -166,7 +167,7 @@ def normalize_punctuation(text: str, language: str) -> tuple[str, list[Edit]]:
     edits: list[Edit] = []
     steps: list[tuple[re.Pattern, Callable[[re.Match], str]]]
     if language == "zh":
-        steps = [(ZH_HALF_PUNCT, lambda m: ZH_PUNCT[m.group(0)]), (ZH_INNER_SPACE, lambda m: "")]
+        steps = [(ZH_HALF_PUNCT, lambda m: ZH_PUNCT[m.group(1) or m.group(2)]), (ZH_INNER_SPACE, lambda m: "")]
     else:
         steps = [(EN_FULL_PUNCT, lambda m: EN_PUNCT[m.group(0)] + ("" if m.group(0) in "（" else " ")),
                  (EN_SPACE_BEFORE, lambda m: m.group(1)), (EN_NO_SPACE_AFTER, lambda m: m.group(0) + " ")]

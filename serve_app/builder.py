@@ -44,7 +44,7 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
         replicas = {"autoscaling_config": opts.autoscaling.model_dump(exclude_none=True)}
     return {**DEFAULT_DEPLOYMENT_OPTIONS, **replicas,
             "max_ongoing_requests": opts.max_ongoing_requests, "max_queued_requests": opts.max_queued_requests,
-            # Serve answers a full queue itself (plain text); this makes it 503 with Retry-After.
+            # The handle raises BackPressureError carrying these; model_calls turns it into our JSON 503.
             "backpressure_config": {"status_code": 503, "retry_after_s": opts.retry_after_s},
             # Scale-down and redeploy stop routing to a replica, then wait this long for its requests.
             "graceful_shutdown_timeout_s": opts.graceful_shutdown_timeout_s,

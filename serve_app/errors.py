@@ -7,6 +7,7 @@ them to OpenAI-style JSON ``{"error": {"message", "type", "param", "code"}}`` wi
 from __future__ import annotations
 
 import logging
+import math
 
 from ray.exceptions import RayError, RayTaskError
 from ray.serve.exceptions import BackPressureError
@@ -80,6 +81,25 @@ class ServiceUnavailableError(CopyServeError):
     headers = {"Retry-After": "1"}
 
 
+class OverloadedError(ServiceUnavailableError):
+    """A deployment's queue is full (its ``max_queued_requests``): come back after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0):
+        super().__init__(message, None)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.retry_after_s))
+
+    @classmethod
+    def from_backpressure(cls, exc: BackPressureError) -> OverloadedError:
+        retry_after_s = exc.retry_after_s if exc.retry_after_s is not None else 1.0
+        queued, limit = exc.args[:2]  # BackPressureError keeps its constructor arguments in args
+        return cls(f"the service is at capacity: {queued} requests already queued (max_queued_requests {limit}); "
+                   f"retry in {max(1, math.ceil(retry_after_s))}s", retry_after_s)
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """Ray wraps a deployment's exception in RayTaskError; the client needs the original."""
     while isinstance(exc, RayTaskError) and isinstance(getattr(exc, "cause", None), BaseException):
@@ -95,8 +115,8 @@ def to_error_body(exc: BaseException, request_id: str) -> tuple[int, dict, dict[
         status, etype, message, param, headers = exc.status_code, exc.type, exc.message, exc.param, exc.headers
     elif isinstance(exc, BackPressureError):
         # Serve's max_queued_requests reached: tell the client to come back, do not hang.
-        status, etype, param, headers = 503, "service_unavailable", None, {"Retry-After": "1"}
-        message = "the service is at capacity; retry shortly"
+        refusal = OverloadedError.from_backpressure(exc)
+        status, etype, message, param, headers = 503, refusal.type, refusal.message, None, refusal.headers
     elif isinstance(exc, RayError):
         # Replica died, actor unavailable, back-pressure: the service, not the request, is at fault.
         logger.warning("request %s failed in Ray: %r", request_id, exc)

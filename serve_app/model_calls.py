@@ -1,5 +1,8 @@
 """Calls to model deployments that survive losing a replica.
 
+A full queue (``max_queued_requests``) becomes our JSON 503 here, at the call: once a handle's
+BackPressureError escapes a route, Serve's own handler answers it in plain text.
+
 When a model replica dies, Serve starts a new one and stops routing to the dead one. A request that
 has not produced a token yet is sent again (it lands on a live replica); a stream that already sent
 tokens cannot be replayed without repeating text, so it ends with a clear error event instead.
@@ -12,10 +15,11 @@ import logging
 from collections.abc import AsyncIterator
 
 from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.generation import Completion, GenerationRequest
-from serve_app.errors import ServiceUnavailableError, unwrap
+from serve_app.errors import OverloadedError, ServiceUnavailableError, unwrap
 
 logger = logging.getLogger("copyserve.model_calls")
 ATTEMPTS = 3          # first try + retries on a lost replica
@@ -30,12 +34,19 @@ def replica_lost(exc: BaseException) -> bool:
     return isinstance(unwrap(exc), RayActorError)  # ActorDiedError, ActorUnavailableError
 
 
+def _raise_if_refused(exc: BaseException) -> None:
+    cause = unwrap(exc)
+    if isinstance(cause, BackPressureError):
+        raise OverloadedError.from_backpressure(cause) from None
+
+
 async def generate(handle: DeploymentHandle, generation: GenerationRequest) -> Completion:
     """A whole answer; retried on another replica when the one working on it dies."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return await handle.generate.remote(generation)
         except Exception as exc:
+            _raise_if_refused(exc)
             if not replica_lost(exc) or attempt == ATTEMPTS:
                 raise
             logger.warning("request %s: model replica lost (%s), retrying on another replica",
@@ -58,6 +69,7 @@ async def stream(handle: DeploymentHandle, generation: GenerationRequest) -> Asy
             done = True
             return
         except Exception as exc:
+            _raise_if_refused(exc)
             if not replica_lost(exc):
                 raise
             if received:

@@ -26,8 +26,20 @@ def _client():
 
 
 def deploy(serve_config: dict[str, Any]) -> None:
-    """Apply a Serve config (every application in it; applications not in it are removed)."""
-    _client().deploy_apps(ServeDeploySchema.model_validate(serve_config))
+    """Apply a Serve config: its applications are created or updated in place; the cluster's other
+    applications (deployed from a config by someone else) keep running."""
+    client = _client()
+    config = with_other_apps(serve_config, client.get_serve_details())
+    client.deploy_apps(ServeDeploySchema.model_validate(config))
+
+
+def with_other_apps(serve_config: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """The config plus the running applications it does not name. Serve's declarative deploy replaces
+    the whole set of applications, so leaving them out would delete them."""
+    ours = {app["name"] for app in serve_config["applications"]}
+    others = [app["deployed_app_config"] for name, app in details.get("applications", {}).items()
+              if name not in ours and app.get("deployed_app_config")]
+    return {**serve_config, "applications": [*serve_config["applications"], *others]}
 
 
 def wait_until_running(app_name: str, timeout_s: float, progress=None) -> float:

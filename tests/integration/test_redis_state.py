@@ -150,5 +150,7 @@ def test_back_pressure_is_503_with_retry_after_not_a_hang(client):
     statuses = [r.status_code for r in results]
     assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses
     refused = next(r for r in results if r.status_code == 503)
-    # Serve itself answers a full queue: a plain-text reason, and Retry-After from backpressure_config.
-    assert refused.headers["retry-after"] == "1" and "backpressure" in refused.text
+    # Our JSON error, with Retry-After from the deployment's retry_after_s (Serve's own answer is plain text).
+    assert refused.headers["retry-after"] == "1"
+    error = refused.json()["error"]
+    assert error["type"] == "service_unavailable" and "max_queued_requests 2" in error["message"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
+from ray.serve.exceptions import BackPressureError
 
 from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
 from serve_app import model_calls
-from serve_app.errors import InvalidRequestError, ServiceUnavailableError
+from serve_app.errors import InvalidRequestError, OverloadedError, ServiceUnavailableError, to_error_body
 from tests.fakes import FakeMethod
 
 GEN = GenerationRequest(request_id="r1", sampling=SamplingOptions(), prompt="hi")
@@ -114,3 +115,23 @@ async def test_closing_a_stream_early_cancels_the_call():
     assert await stream.__anext__() == [Delta(0, "a")]
     await stream.aclose()
     assert handle.generate_stream.cancelled == 1
+
+
+async def test_a_full_queue_is_our_json_503_with_the_deployments_retry_after():
+    full = BackPressureError(num_queued_requests=2, max_queued_requests=2, retry_after_s=2.5)
+    handle = Handle(generate=failing(full))
+    with pytest.raises(OverloadedError) as info:
+        await model_calls.generate(handle, GEN)
+    assert len(handle.generate.calls) == 1  # not retried: the queue decides, not a dead replica
+    status, body, headers = to_error_body(info.value, "req-1")
+    assert status == 503 and headers == {"Retry-After": "3"}
+    assert body["error"]["type"] == "service_unavailable"
+    assert "at capacity: 2 requests already queued (max_queued_requests 2); retry in 3s" in \
+        body["error"]["message"]
+
+
+async def test_a_full_queue_refuses_a_stream_before_it_starts():
+    handle = Handle(stream=[[BackPressureError(num_queued_requests=4, max_queued_requests=4)]])
+    with pytest.raises(OverloadedError) as info:
+        [item async for item in model_calls.stream(handle, GEN)]
+    assert info.value.headers == {"Retry-After": "1"} and handle.generate_stream.calls == 1

@@ -186,6 +186,14 @@ def test_zh_half_width_punctuation_before_chinese_after_latin():
     assert out == "全新SUNYAL，轻盈透气"
 
 
+def test_zh_space_before_half_width_punctuation_goes_with_it():
+    text = "很好 !真的很轻 , 穿着舒服 ."
+    out, edits = normalize_punctuation(text, "zh")
+    assert out == "很好！真的很轻，穿着舒服。"
+    assert [(e.before, e.after) for e in edits][:3] == [(" !", "！"), (" ,", "，"), (" .", "。")]
+    assert_located(text, edits, out)
+
+
 def test_zh_spaces_between_chinese_removed():
     text = "这款 鞋子 很轻 ， 穿着 舒服。"
     out, edits = normalize_punctuation(text, "zh")

@@ -11,7 +11,7 @@ from ray.serve.schema import ServeDeploySchema
 from serve_app.builder import deployment_specs
 from serve_app.config import load_config, parse_config
 from serve_app.serve_config import APP_IMPORT_PATH, build_serve_config
-from serve_app.serve_control import DeployError, with_replica_env
+from serve_app.serve_control import DeployError, with_other_apps, with_replica_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +61,19 @@ def test_replica_env_names_what_is_missing():
         with_replica_env(built, "other", "model-tiny-gptj", {})
     with pytest.raises(DeployError, match="deployment model-nope has no entry"):
         with_replica_env(built, "copyserve", "model-nope", {})
+
+
+def test_deploy_keeps_the_clusters_other_config_apps_and_replaces_its_own():
+    config = build_serve_config(load_config(ROOT / "configs/local.yaml"))
+    name = config["applications"][0]["name"]
+    other = {"name": "search", "import_path": "search.app:app", "route_prefix": "/search"}
+    details = {"applications": {
+        name: {"deployed_app_config": {"name": name, "import_path": "old.path:app"}},  # replaced
+        "search": {"deployed_app_config": other},                                       # kept
+        "notebook": {"deployed_app_config": None},  # started with serve.run: not ours to redeploy
+    }}
+    merged = with_other_apps(config, details)
+    assert [app["name"] for app in merged["applications"]] == [name, "search"]
+    assert merged["applications"][0] == config["applications"][0] and merged["applications"][1] == other
+    ServeDeploySchema.model_validate(merged)
+    assert with_other_apps(config, {}) == config
