@@ -6,6 +6,7 @@ from fastapi import Request
 
 from deployments.state.keys import ApiKey, KeyStore
 from deployments.state.ratelimit import RateLimiter
+from serve_app import metrics
 from serve_app.config import AuthConfig
 from serve_app.errors import AuthenticationError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
 
@@ -39,6 +40,7 @@ class AccessControl:
         tokens = key.tokens_per_window or (role.tokens_per_window if role else None)
         decision = await self.limiter.admit(key.id, requests, tokens)
         if not decision.admitted:
+            metrics.RATE_LIMITED.inc(tags={"limit": decision.what})
             limit = requests if decision.what == "requests" else tokens
             raise RateLimitError(f"rate limit reached: {limit} {decision.what} per {self.config.window_s}s for this "
                                  f"key; retry in {decision.retry_after_s}s", decision.retry_after_s)

@@ -33,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print(f"starting Ray and {len(config.models)} model deployment(s) from {args.config} ...", flush=True)
     # No --address: a new local Ray, never one a past `ray start` left recorded in /tmp/ray.
-    ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING")
+    ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING",
+             _metrics_export_port=None if args.address else server.metrics_port)
     serve.start(http_options={"host": server.host, "port": server.port,
                               "request_timeout_s": server.request_timeout_s})
     # From a Serve config, like `serve deploy`: a later change to one deployment rolls only its replicas.
@@ -49,6 +50,9 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{server.host}:{server.port}{server.route_prefix.rstrip('/')}"
     print(f"copyserve is up in {time.monotonic() - started:.0f}s at {url}", flush=True)
     print(f"  studio: open {url}/ in a browser to write copy there")
+    if not args.address:
+        print(f"  metrics: http://{server.host}:{server.metrics_port}/metrics "
+              "(Prometheus: ray_copyserve_*, ray_serve_*, ray_vllm_*)")
     if config.auth.enabled:
         print("  auth: ON - create a key with `copyserve keys create --role admin` and send "
               "`Authorization: Bearer <key>`")

@@ -177,6 +177,8 @@ class ServerConfig(Strict):
     route_prefix: str = Field("/", description="HTTP prefix of the app.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies get 413.")
     request_timeout_s: float = Field(300, gt=0, description="Serve proxy timeout for one request.")
+    metrics_port: int = Field(8080, ge=1, le=65535, description="Port where the local Ray started by `copyserve "
+                              "serve` exports Prometheus metrics (on a cluster: `ray start --metrics-export-port`).")
     proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
         "EveryNode", description="Where Serve runs HTTP proxies: every node (behind a load balancer) or the head.")
     default_language: Literal["en", "zh"] = Field("en", description="Copy language when a request gives none.")

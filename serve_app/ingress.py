@@ -23,7 +23,7 @@ from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app import model_calls
+from serve_app import metrics, model_calls
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
 from serve_app.api_app import WEB_DIR, app
@@ -90,6 +90,7 @@ class Ingress(AdminAPI):
             cached = await self.cache.get(cache_key)
             cache_s = time.perf_counter() - started
             if cached is not None:
+                metrics.record_copy(cached, "hit", time.monotonic() - received)
                 return await self._answer(body, self._replay(cached), request_id, "hit", cache_s)
 
         async def finish(payload: dict) -> None:
@@ -102,6 +103,7 @@ class Ingress(AdminAPI):
             if body.session_id:
                 await self.pipeline.remember(body.session_id, plan, payload)
             await self.access.charge(key, payload["usage"])
+            metrics.record_copy(payload, "miss" if cache_key else "off", time.monotonic() - received)
 
         return await self._run(body, plan, request_id, received, finish, lambda: cache_s)
 
@@ -114,6 +116,7 @@ class Ingress(AdminAPI):
         async def finish(payload: dict) -> None:
             await self.pipeline.remember(body.session_id, plan, payload)
             await self.access.charge(key, payload["usage"])
+            metrics.record_copy(payload, "off", time.monotonic() - received)
 
         return await self._run(body, plan, request_id, received, finish)
 

@@ -19,6 +19,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.generation import Completion, GenerationRequest
+from serve_app import metrics
 from serve_app.errors import OverloadedError, ServiceUnavailableError, unwrap
 
 logger = logging.getLogger("copyserve.model_calls")
@@ -34,9 +35,14 @@ def replica_lost(exc: BaseException) -> bool:
     return isinstance(unwrap(exc), RayActorError)  # ActorDiedError, ActorUnavailableError
 
 
-def _raise_if_refused(exc: BaseException) -> None:
+def _deployment(handle: DeploymentHandle) -> dict[str, str]:
+    return {"deployment": getattr(handle, "deployment_name", "unknown")}
+
+
+def _raise_if_refused(handle: DeploymentHandle, exc: BaseException) -> None:
     cause = unwrap(exc)
     if isinstance(cause, BackPressureError):
+        metrics.QUEUE_FULL.inc(tags=_deployment(handle))
         raise OverloadedError.from_backpressure(cause) from None
 
 
@@ -46,9 +52,10 @@ async def generate(handle: DeploymentHandle, generation: GenerationRequest) -> C
         try:
             return await handle.generate.remote(generation)
         except Exception as exc:
-            _raise_if_refused(exc)
+            _raise_if_refused(handle, exc)
             if not replica_lost(exc) or attempt == ATTEMPTS:
                 raise
+            metrics.MODEL_CALL_RETRIES.inc(tags=_deployment(handle))
             logger.warning("request %s: model replica lost (%s), retrying on another replica",
                            generation.request_id, type(unwrap(exc)).__name__)
             await asyncio.sleep(RETRY_BACKOFF_S * attempt)
@@ -69,7 +76,7 @@ async def stream(handle: DeploymentHandle, generation: GenerationRequest) -> Asy
             done = True
             return
         except Exception as exc:
-            _raise_if_refused(exc)
+            _raise_if_refused(handle, exc)
             if not replica_lost(exc):
                 raise
             if received:
@@ -77,6 +84,7 @@ async def stream(handle: DeploymentHandle, generation: GenerationRequest) -> Asy
                                        "is incomplete: send the request again") from None
             if attempt == ATTEMPTS:
                 raise ServiceUnavailableError("no model replica could take the request; retry shortly") from None
+            metrics.MODEL_CALL_RETRIES.inc(tags=_deployment(handle))
             logger.warning("request %s: model replica lost before the first token, retrying",
                            generation.request_id)
             await asyncio.sleep(RETRY_BACKOFF_S * attempt)

@@ -15,6 +15,7 @@ from vllm.renderers.params import ChatParams, TokenizeParams
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
+from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
 from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
@@ -74,7 +75,9 @@ class VLLMEngine(LLMEngine):
 
     async def start(self) -> None:
         logger.info("starting vLLM engine for %s from %s", self.model.name, self.model.source)
-        self._engine = AsyncLLM.from_engine_args(engine_args(self.model))
+        # vLLM's engine metrics (TTFT, queue, KV cache use, tokens) through Ray's metrics API, so they
+        # are exported with Serve's, per replica, instead of into an in-process registry nobody scrapes.
+        self._engine = AsyncLLM.from_engine_args(engine_args(self.model), stat_loggers=[RayPrometheusStatLogger])
 
     @property
     def max_model_len(self) -> int:

@@ -4,6 +4,7 @@ redis-server of the session's own on a free port (tests stop and restart it)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -26,6 +27,7 @@ from serve_app.serve_config import build_serve_config
 from tests.integration.helpers import free_port
 
 CONFIG = Path(__file__).parent.parent / "configs" / "integration.yaml"
+METRICS_REPORT_MS = 1000  # how often replicas hand their metrics to Ray's exporter in the tests
 
 
 class RedisServer:
@@ -72,7 +74,8 @@ def app_config(redis_server):
     config = load_config(CONFIG)
     redis_config = config.redis.model_copy(update={"url": redis_server.url,
                                                    "key_prefix": f"copyserve-test-{uuid.uuid4().hex[:8]}:"})
-    return config.model_copy(update={"redis": redis_config})
+    server = config.server.model_copy(update={"metrics_port": free_port()})
+    return config.model_copy(update={"redis": redis_config, "server": server})
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +109,9 @@ def admin_key(make_key) -> str:
 @pytest.fixture(scope="session")
 def base_url(app_config):
     server = app_config.server
-    ray.init(address="local", num_cpus=6, include_dashboard=False, logging_level="WARNING")
+    os.environ["RAY_metrics_report_interval_ms"] = str(METRICS_REPORT_MS)  # Ray's default is 10 s
+    ray.init(address="local", num_cpus=6, include_dashboard=False, logging_level="WARNING",
+             _metrics_export_port=server.metrics_port)
     serve.start(http_options={"host": server.host, "port": server.port})
     started = time.monotonic()
     # Deployed from a Serve config, as `copyserve serve` does: later changes roll single deployments.
