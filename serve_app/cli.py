@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,18 @@ import httpx
 from serve_app.config import ConfigError, load_config, models_home
 
 DEFAULT_CONFIG = Path("configs/local.yaml")
+
+
+def _free_or_none(port: int) -> int | None:
+    """The port if nothing listens on it, else None (Ray then picks one). A busy metrics port would
+    otherwise stop Ray's node from starting, after a long timeout."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+            return port
+        except OSError:
+            print(f"  metrics port {port} is in use: Ray picks another (server.metrics_port sets it)", flush=True)
+            return None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -34,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"starting Ray and {len(config.models)} model deployment(s) from {args.config} ...", flush=True)
     # No --address: a new local Ray, never one a past `ray start` left recorded in /tmp/ray.
     ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING",
-             _metrics_export_port=None if args.address else server.metrics_port)
+             _metrics_export_port=None if args.address else _free_or_none(server.metrics_port))
     serve.start(http_options={"host": server.host, "port": server.port,
                               "request_timeout_s": server.request_timeout_s})
     # From a Serve config, like `serve deploy`: a later change to one deployment rolls only its replicas.
@@ -51,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"copyserve is up in {time.monotonic() - started:.0f}s at {url}", flush=True)
     print(f"  studio: open {url}/ in a browser to write copy there")
     if not args.address:
-        print(f"  metrics: http://{server.host}:{server.metrics_port}/metrics "
+        print(f"  metrics: http://127.0.0.1:{ray.nodes()[0]['MetricsExportPort']}/metrics "
               "(Prometheus: ray_copyserve_*, ray_serve_*, ray_vllm_*)")
     if config.auth.enabled:
         print("  auth: ON - create a key with `copyserve keys create --role admin` and send "
