@@ -4,6 +4,8 @@ API keys. Reading is open to any key; changing needs an admin key."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from fastapi import Request
 
@@ -14,6 +16,9 @@ from serve_app import serve_control
 from serve_app.api_app import app
 from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUpdateRequest, WeightsRequest
+
+logger = logging.getLogger("copyserve.admin")
+SURGE_SETTLE_TIMEOUT_S = 3600  # a surge replica waiting for a free GPU may take the cluster autoscaler a while
 
 
 class AdminAPI:
@@ -104,17 +109,51 @@ class AdminAPI:
         previous = await self.active_weights.get(model)
         await self.active_weights.set(model, ref)
         try:
-            await asyncio.to_thread(self._roll, model, ref)
+            count = await asyncio.to_thread(self._roll, model, ref)
         except serve_control.DeployError as err:
             await self.active_weights.set(model, previous)
             raise ConflictError(f"cannot roll {model}: {err}") from None
+        if count is not None:
+            self._in_background(self._settle(model, count))
         return {"model": model, "adapter": ref.tag if ref else None, "status": "rolling",
                 "watch": f"GET /v1/models/{model}/weights"}
 
-    def _roll(self, model: str, ref: AdapterRef | None) -> None:
-        app_name = self.config.server.app_name
-        serve_control.deploy(serve_control.with_replica_env(serve_control.deployed_config(), app_name,
-                                                            deployment_name(model), weights_env(ref)))
+    def _roll(self, model: str, ref: AdapterRef | None) -> int | None:
+        """Deploy the new weights. Serve's rolling update stops an old replica before starting its
+        replacement unless the target is above what runs, so a fixed count is raised by one for the
+        roll and capacity never drops (one replica: no downtime). Returns the count to come back to."""
+        app_name, name = self.config.server.app_name, deployment_name(model)
+        config = serve_control.with_replica_env(serve_control.deployed_config(), app_name, name, weights_env(ref))
+        options = self.config.model(model).deployment
+        if options.autoscaling is not None:  # the autoscaler owns the count; min_replicas >= 2 keeps capacity
+            serve_control.deploy(config)
+            return None
+        serve_control.deploy(serve_control.with_num_replicas(config, app_name, name, options.num_replicas + 1))
+        return options.num_replicas
+
+    async def _settle(self, model: str, count: int) -> None:
+        """When the roll is done (count + 1 replicas, all on the new weights), drain the extra one."""
+        app_name, name = self.config.server.app_name, deployment_name(model)
+        deadline = time.monotonic() + SURGE_SETTLE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            status = (await asyncio.to_thread(serve_control.deployment_status, app_name)).get(name, {})
+            if status.get("status", "").endswith("HEALTHY") and status.get("replicas") == {"RUNNING": count + 1}:
+                config = await asyncio.to_thread(serve_control.deployed_config)
+                await asyncio.to_thread(serve_control.deploy,
+                                        serve_control.with_num_replicas(config, app_name, name, count))
+                logger.info("%s: new weights on every replica; back to %d replica(s)", model, count)
+                return
+            await asyncio.sleep(1)
+        logger.warning("%s: the roll did not finish in %ds; it keeps %d replicas", model, SURGE_SETTLE_TIMEOUT_S,
+                       count + 1)
+
+    def _in_background(self, work) -> None:
+        tasks = self.__dict__.setdefault("_background_tasks", set())  # held so they are not collected
+        task = asyncio.get_running_loop().create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or not t.exception() or
+                               logger.error("background work failed: %r", t.exception()))
 
     @app.get("/v1/models/{model}/weights")
     async def get_weights(self, model: str, request: Request):

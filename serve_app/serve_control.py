@@ -74,6 +74,16 @@ def deployed_config() -> dict[str, Any]:
             "http_options": details.get("http_options") or {}, "applications": apps}
 
 
+def _deployment_spec(serve_config: dict[str, Any], app_name: str, deployment: str) -> dict[str, Any]:
+    app = next((a for a in serve_config["applications"] if a["name"] == app_name), None)
+    if app is None:
+        raise DeployError(f"no application {app_name} in the deployed config")
+    spec = next((d for d in app.get("deployments", []) if d["name"] == deployment), None)
+    if spec is None:
+        raise DeployError(f"deployment {deployment} has no entry in the deployed config of {app_name}")
+    return spec
+
+
 def with_replica_env(serve_config: dict[str, Any], app_name: str, deployment: str,
                      env: dict[str, str | None]) -> dict[str, Any]:
     """A copy of the config with env vars set (None: removed) on one deployment's replicas.
@@ -82,19 +92,21 @@ def with_replica_env(serve_config: dict[str, Any], app_name: str, deployment: st
     in a rolling update (a bounded share at a time, each drained first) and leaves the others alone.
     """
     new = copy.deepcopy(serve_config)
-    app = next((a for a in new["applications"] if a["name"] == app_name), None)
-    if app is None:
-        raise DeployError(f"no application {app_name} in the deployed config")
-    spec = next((d for d in app.get("deployments", []) if d["name"] == deployment), None)
-    if spec is None:
-        raise DeployError(f"deployment {deployment} has no entry in the deployed config of {app_name}")
-    actor = spec.setdefault("ray_actor_options", {})
+    actor = _deployment_spec(new, app_name, deployment).setdefault("ray_actor_options", {})
     env_vars = actor.setdefault("runtime_env", {}).setdefault("env_vars", {})
     for key, value in env.items():
         if value is None:
             env_vars.pop(key, None)
         else:
             env_vars[key] = value
+    return new
+
+
+def with_num_replicas(serve_config: dict[str, Any], app_name: str, deployment: str, count: int) -> dict[str, Any]:
+    """A copy of the config with a fixed replica count for one deployment (a lightweight update:
+    Serve adds or drains replicas without restarting the others)."""
+    new = copy.deepcopy(serve_config)
+    _deployment_spec(new, app_name, deployment)["num_replicas"] = count
     return new
 
 

@@ -14,6 +14,7 @@ from serve_app.config import models_home
 from tests.integration.helpers import write_dataset
 
 MODEL = "tiny-gptj-pair"  # two replicas (tests/configs/integration.yaml), route "tutoring"
+SOLO = "tiny-gptj"        # one replica, route "education"
 PROMPT = {"industry": "tutoring", "product": "Algebra course 3", "temperature": 0, "max_tokens": 12,
           "postprocess": False, "cache": False}
 ROWS = [(f"Algebra course {i}", "live tutors|weekly quizzes",
@@ -32,10 +33,11 @@ def merged_adapter(tmp_path_factory):
     return folder / "tutor"
 
 
-def rolled(admin, tag: str) -> bool:
-    state = admin.get(f"/v1/models/{MODEL}/weights").json()
+def rolled(admin, tag: str | None, model: str = MODEL, replicas: int = 2) -> bool:
+    """The roll is over: the tag is active, and the count is back to the configured one."""
+    state = admin.get(f"/v1/models/{model}/weights").json()
     return state["adapter"] == tag and state["deployment"].get("status", "").endswith("HEALTHY") \
-        and state["deployment"]["replicas"] == {"RUNNING": 2}
+        and state["deployment"]["replicas"] == {"RUNNING": replicas}
 
 
 def test_activation_rolls_replicas_without_failed_requests(admin, client, merged_adapter):
@@ -107,3 +109,51 @@ def test_weights_endpoint_refuses_what_it_cannot_do(admin, client, merged_adapte
     r = admin.post("/v1/adapters", json={"name": "wrong", "base_model": "smollm2-135m-instruct",
                                          "path": str(merged_adapter)})
     assert r.status_code == 400 and "do not fit model" in r.json()["error"]["message"]
+
+
+def surge_then_settle(admin, tag: str | None, timeout_s: float = 300) -> bool:
+    """Wait for the roll of SOLO: two replicas seen, then one again with the tag active. False on timeout."""
+    deadline, surged = time.monotonic() + timeout_s, False
+    while time.monotonic() < deadline:
+        surged |= admin.get(f"/v1/models/{SOLO}/weights").json()["deployment"].get("replicas", {}).get("RUNNING") == 2
+        if surged and rolled(admin, tag, SOLO, replicas=1):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_a_single_replica_model_rolls_with_no_downtime(admin, client, merged_adapter):
+    r = admin.post("/v1/adapters", json={"name": "solo", "base_model": SOLO, "path": str(merged_adapter)})
+    assert r.status_code == 201, r.text
+    tag = f"solo@v{r.json()['version']}"
+    prompt = {**PROMPT, "industry": "education", "max_tokens": 6}
+    served, failures, stop = Counter(), [], threading.Event()
+
+    def load():  # one client: the model's queue (2 + 2) is not what is tested here
+        while not stop.is_set():
+            resp = client.post("/v1/copy", json=prompt)
+            if resp.status_code == 200:
+                served[resp.json()["adapter"]] += 1
+            else:
+                failures.append((resp.status_code, resp.text[:200]))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        started = time.monotonic()
+        assert admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": "solo"}).status_code == 202
+        surged = surge_then_settle(admin, tag)
+        roll_s = time.monotonic() - started
+        time.sleep(1)
+    finally:
+        stop.set()
+        worker.join()
+    print(f"\n[merged] rolled 1 replica (surge to 2) in {roll_s:.0f}s; served {dict(served)}; failures {len(failures)}")
+    assert surged and rolled(admin, tag, SOLO, replicas=1)  # a second replica carried the roll, then left
+    assert failures == []
+    assert served[None] > 0 and served[tag] > 0
+
+    # Back to the base weights for the tests that follow.
+    assert admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": None}).status_code == 202
+    assert surge_then_settle(admin, None) and rolled(admin, None, SOLO, replicas=1)
+    assert client.post("/v1/copy", json=prompt).json()["adapter"] is None

@@ -1,0 +1,90 @@
+"""Activating merged weights: a fixed replica count is raised by one for the roll (Serve then starts
+each new replica before stopping an old one) and brought back once every replica runs the new
+weights; an autoscaled deployment is rolled as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deployments.adapters import AdapterRef
+from serve_app import admin_api, serve_control
+from serve_app.admin_api import AdminAPI
+from serve_app.config import load_config, parse_config
+from serve_app.serve_config import build_serve_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLO, PAIR = "tiny-gptj", "tiny-gptj-pair"  # 1 and 2 fixed replicas in the integration config
+REF = AdapterRef(name="tutor", version=1, path="/adapters/tutor/v1/merged")
+
+
+class Admin(AdminAPI):
+    def __init__(self, config):
+        self.config = config
+
+
+class Controller:
+    """serve_control's calls, on a config held in memory; statuses play in order."""
+
+    def __init__(self, monkeypatch, config, statuses=()):
+        self.running, self.deployed, self.statuses = build_serve_config(config), [], list(statuses)
+        monkeypatch.setattr(serve_control, "deployed_config", lambda: self.running)
+        monkeypatch.setattr(serve_control, "deploy", self.deploy)
+        monkeypatch.setattr(serve_control, "deployment_status", lambda _app: self.statuses.pop(0))
+        monkeypatch.setattr(admin_api.asyncio, "sleep", self.no_wait)
+
+    def deploy(self, config):
+        self.running = config
+        self.deployed.append(config)
+
+    @staticmethod
+    async def no_wait(_seconds):
+        return None
+
+    def spec(self, config, model):
+        return next(d for d in config["applications"][0]["deployments"] if d["name"] == f"model-{model}")
+
+
+@pytest.fixture
+def config():
+    return load_config(ROOT / "tests/configs/integration.yaml")
+
+
+@pytest.mark.parametrize("model, count", [(SOLO, 1), (PAIR, 2)])
+def test_a_fixed_count_rolls_with_one_extra_replica(monkeypatch, config, model, count):
+    control = Controller(monkeypatch, config)
+    assert Admin(config)._roll(model, REF) == count
+    (rolled,) = control.deployed
+    spec = control.spec(rolled, model)
+    assert spec["num_replicas"] == count + 1
+    assert spec["ray_actor_options"]["runtime_env"]["env_vars"]["COPYSERVE_MERGED_ADAPTER"]
+    assert control.spec(rolled, "tiny-qwen3") == control.spec(build_serve_config(config), "tiny-qwen3")
+
+
+async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new_weights(monkeypatch, config):
+    name = f"model-{SOLO}"
+    statuses = [{name: {"status": "DeploymentStatus.HEALTHY", "replicas": {"RUNNING": 1}}},  # not picked up yet
+                {name: {"status": "DeploymentStatus.UPDATING", "replicas": {"RUNNING": 2}}},
+                {name: {"status": "DeploymentStatus.UPDATING", "replicas": {"RUNNING": 1, "STOPPING": 1}}},
+                {name: {"status": "DeploymentStatus.HEALTHY", "replicas": {"RUNNING": 2}}}]
+    control = Controller(monkeypatch, config, statuses)
+    admin = Admin(config)
+    admin._roll(SOLO, REF)
+    await admin._settle(SOLO, 1)
+    assert control.statuses == []  # it waited through every intermediate state
+    surged, settled = control.deployed
+    assert control.spec(settled, SOLO)["num_replicas"] == 1
+    assert control.spec(settled, SOLO)["ray_actor_options"] == control.spec(surged, SOLO)["ray_actor_options"]
+
+
+def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, config):
+    raw = yaml.safe_load((ROOT / "tests/configs/integration.yaml").read_text())
+    pair = next(m for m in raw["models"] if m["name"] == PAIR)
+    pair["deployment"] = {"num_cpus": 0.5, "autoscaling": {"min_replicas": 2, "max_replicas": 3}}
+    config = parse_config(raw)
+    control = Controller(monkeypatch, config)
+    assert Admin(config)._roll(PAIR, REF) is None
+    (rolled,) = control.deployed
+    assert "num_replicas" not in control.spec(rolled, PAIR) and control.spec(rolled, PAIR)["autoscaling_config"]
