@@ -153,7 +153,8 @@ def _split_sentences(text: str) -> list[str]:
 # --- punctuation and case -----------------------------------------------------------------------
 
 # A space a model put before the mark ("很好 !") goes with it: Chinese sets none there.
-ZH_HALF_PUNCT = re.compile(rf"(?<=[{CJK}])[ \t]*([,.!?:;])(?!\d)|([,.!?:;])(?=[{CJK}])")
+# An ellipsis ("...") is not a full stop: its dots are left alone.
+ZH_HALF_PUNCT = re.compile(rf"(?<=[{CJK}])[ \t]*((?!\.\.)[,.!?:;])(?![\d.])|(?<!\.)([,.!?:;])(?=[{CJK}])")
 ZH_INNER_SPACE = re.compile(rf"(?<=[{CJK}，。！？：；、])[ \t]+(?=[{CJK}，。！？：；、])")
 EN_FULL_PUNCT = re.compile("[" + "".join(EN_PUNCT) + "]")
 EN_SPACE_BEFORE = re.compile(r"[ \t]+([,.!?;:])")

@@ -3,7 +3,9 @@ Route handlers live on the ingress (``ingress.py``) and its admin mixin (``admin
 
 from __future__ import annotations
 
+import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,11 +16,16 @@ from serve_app.http import RequestContextMiddleware, install_error_handlers
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def web_dir(source_root: Path = SOURCE_ROOT, prefix: str = sys.prefix) -> Path:
+def web_dir(source_root: Path = SOURCE_ROOT, data_roots: tuple[str, ...] | None = None) -> Path:
     """The studio page (plain HTML/JS, no build step): the checkout's web/ in an editable install,
-    else the copy a wheel installs under <prefix>/share/copyserve/web (pyproject data-files)."""
+    else the copy a wheel installs under <data root>/share/copyserve/web (pyproject data-files):
+    the environment's prefix, or the user's for `pip install --user`."""
     checkout = source_root / "web"
-    return checkout if (checkout / "index.html").is_file() else Path(prefix) / "share" / "copyserve" / "web"
+    if (checkout / "index.html").is_file():
+        return checkout
+    roots = data_roots or (sys.prefix, sysconfig.get_path("data", f"{os.name}_user"))
+    installed = [Path(root) / "share" / "copyserve" / "web" for root in roots]
+    return next((path for path in installed if (path / "index.html").is_file()), installed[0])
 
 
 WEB_DIR = web_dir()

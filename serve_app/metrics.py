@@ -4,7 +4,8 @@ Ray exports them (prefixed ``ray_``) with its own ``ray_serve_*`` request metric
 metrics (``ray_vllm_*``, see ``deployments/engines/vllm_engine.py``) on every node's metrics
 export port. These add what only the service knows: which industry, adapter and cache path served a
 copy, how many attempts the quality gate took, what polish changed, who was rate limited.
-Labels stay low-cardinality: industries, models, adapters and rules come from the config.
+Labels stay low-cardinality: industries, models and rules come from the config, and adapters are
+labelled by name, not by version.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def record_copy(payload: dict, cache: str, latency_s: float) -> None:
     """One answered /v1/copy (or revision). ``cache``: hit, miss or off. A hit reused its work: only
     the count and latency are new."""
     industry, model = payload["industry"], payload["model"]
-    adapter = payload.get("adapter") or "base"
+    adapter = (payload.get("adapter") or "base").partition("@")[0]  # name@vN: versions would grow the series
     COPIES.inc(tags={"industry": industry, "model": model, "adapter": adapter, "cache": cache})
     COPY_LATENCY.observe(latency_s, tags={"industry": industry, "cache": cache})
     if cache == "hit":

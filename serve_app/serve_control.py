@@ -115,8 +115,8 @@ def deployment_status(app_name: str) -> dict[str, dict[str, Any]]:
     app = serve.status().applications.get(app_name)
     if app is None:
         return {}
-    return {name: {"status": str(d.status), "message": d.message,
-                   "replicas": {str(state): n for state, n in d.replica_states.items()}}
+    return {name: {"status": _plain(d.status), "message": d.message,
+                   "replicas": {_plain(state): n for state, n in d.replica_states.items()}}
             for name, d in app.deployments.items()}
 
 

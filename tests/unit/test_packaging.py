@@ -4,6 +4,7 @@ and the ingress finds them under the install prefix when there is no checkout.""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,7 +26,14 @@ def page_assets() -> set[str]:
 
 
 def test_the_wheel_carries_every_studio_asset(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    # From a copy of the tracked files: a build in the checkout would reuse (and leave) its build/ folder.
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
     (wheel,) = tmp_path.glob("copyserve-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -34,6 +42,10 @@ def test_the_wheel_carries_every_studio_asset(tmp_path):
     assert "serve_app/api_app.py" in names and not any("/screenshots/" in n for n in names)
 
 
-def test_the_checkout_wins_and_an_install_prefix_is_the_fallback(tmp_path):
-    assert web_dir(ROOT, "/nowhere") == ROOT / "web"
-    assert web_dir(tmp_path, str(tmp_path / "venv")) == tmp_path / "venv/share/copyserve/web"
+def test_the_checkout_wins_then_the_install_that_has_the_page(tmp_path):
+    venv, user = tmp_path / "venv", tmp_path / "user"
+    assert web_dir(ROOT, (str(venv), str(user))) == ROOT / "web"
+    assert web_dir(tmp_path, (str(venv), str(user))) == venv / "share/copyserve/web"  # nothing installed yet
+    (user / "share/copyserve/web").mkdir(parents=True)
+    (user / "share/copyserve/web/index.html").write_text("<!doctype html>")
+    assert web_dir(tmp_path, (str(venv), str(user))) == user / "share/copyserve/web"  # pip install --user

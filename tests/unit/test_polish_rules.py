@@ -194,6 +194,12 @@ def test_zh_space_before_half_width_punctuation_goes_with_it():
     assert_located(text, edits, out)
 
 
+@pytest.mark.parametrize("text", ["请稍候...", "请稍候 ...", "敬请期待...新品上市"])
+def test_zh_ellipsis_dots_are_not_full_stops(text):
+    out, _ = normalize_punctuation(text, "zh")
+    assert "。" not in out and "..." in out
+
+
 def test_zh_spaces_between_chinese_removed():
     text = "这款 鞋子 很轻 ， 穿着 舒服。"
     out, edits = normalize_punctuation(text, "zh")

@@ -4,15 +4,19 @@ weights; an autoscaled deployment is rolled as it is."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from deployments.adapters import AdapterRef
+from deployments.adapters import Adapter, AdapterRef
 from serve_app import admin_api, serve_control
 from serve_app.admin_api import AdminAPI
 from serve_app.config import load_config, parse_config
+from serve_app.errors import ConflictError
+from serve_app.protocol import WeightsRequest
 from serve_app.serve_config import build_serve_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,15 +37,11 @@ class Controller:
         monkeypatch.setattr(serve_control, "deployed_config", lambda: self.running)
         monkeypatch.setattr(serve_control, "deploy", self.deploy)
         monkeypatch.setattr(serve_control, "deployment_status", lambda _app: self.statuses.pop(0))
-        monkeypatch.setattr(admin_api.asyncio, "sleep", self.no_wait)
+        monkeypatch.setattr(admin_api, "SETTLE_POLL_S", 0)
 
     def deploy(self, config):
         self.running = config
         self.deployed.append(config)
-
-    @staticmethod
-    async def no_wait(_seconds):
-        return None
 
     def spec(self, config, model):
         return next(d for d in config["applications"][0]["deployments"] if d["name"] == f"model-{model}")
@@ -63,12 +63,22 @@ def test_a_fixed_count_rolls_with_one_extra_replica(monkeypatch, config, model, 
     assert control.spec(rolled, "tiny-qwen3") == control.spec(build_serve_config(config), "tiny-qwen3")
 
 
-async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new_weights(monkeypatch, config):
-    name = f"model-{SOLO}"
-    statuses = [{name: {"status": "DeploymentStatus.HEALTHY", "replicas": {"RUNNING": 1}}},  # not picked up yet
-                {name: {"status": "DeploymentStatus.UPDATING", "replicas": {"RUNNING": 2}}},
-                {name: {"status": "DeploymentStatus.UPDATING", "replicas": {"RUNNING": 1, "STOPPING": 1}}},
-                {name: {"status": "DeploymentStatus.HEALTHY", "replicas": {"RUNNING": 2}}}]
+def status(state: str, **replicas: int) -> dict:
+    return {f"model-{SOLO}": {"status": state, "replicas": replicas}}
+
+
+@pytest.mark.parametrize("statuses", [
+    pytest.param([status("HEALTHY", RUNNING=1),                  # the controller has not picked it up yet
+                  status("UPDATING", RUNNING=2),
+                  status("UPDATING", RUNNING=1, STOPPING=1),
+                  status("HEALTHY", RUNNING=2)], id="roll"),
+    pytest.param([status("HEALTHY", RUNNING=2),                  # a stale count from an earlier surge
+                  status("UNHEALTHY", RUNNING=2),                # a new replica failing its health check
+                  status("UPDATING", RUNNING=2),
+                  status("HEALTHY", RUNNING=2)], id="stale-and-unhealthy"),
+])
+async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new_weights(
+        monkeypatch, config, statuses):
     control = Controller(monkeypatch, config, statuses)
     admin = Admin(config)
     admin._roll(SOLO, REF)
@@ -77,6 +87,23 @@ async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new
     surged, settled = control.deployed
     assert control.spec(settled, SOLO)["num_replicas"] == 1
     assert control.spec(settled, SOLO)["ray_actor_options"] == control.spec(surged, SOLO)["ray_actor_options"]
+
+
+async def test_settling_survives_a_controller_hiccup(monkeypatch, config):
+    control = Controller(monkeypatch, config, [status("UPDATING", RUNNING=2), status("HEALTHY", RUNNING=2)])
+    calls = iter([ConnectionError("controller restarting")])
+    real = serve_control.deployment_status
+
+    def flaky(app):
+        error = next(calls, None)
+        if error:
+            raise error
+        return real(app)
+
+    monkeypatch.setattr(serve_control, "deployment_status", flaky)
+    await Admin(config)._settle(SOLO, 1)
+    (settled,) = control.deployed
+    assert control.spec(settled, SOLO)["num_replicas"] == 1
 
 
 def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, config):
@@ -88,3 +115,47 @@ def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, confi
     assert Admin(config)._roll(PAIR, REF) is None
     (rolled,) = control.deployed
     assert "num_replicas" not in control.spec(rolled, PAIR) and control.spec(rolled, PAIR)["autoscaling_config"]
+
+
+class Weights:
+    def __init__(self):
+        self.active = {}
+
+    async def get(self, model):
+        return self.active.get(model)
+
+    async def set(self, model, ref):
+        self.active[model] = ref
+
+
+class Api(Admin):
+    """Enough of the ingress for PUT /v1/models/{model}/weights."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.models = {m.name: None for m in config.models}
+        self.active_weights = Weights()
+        merged = Adapter("tutor", SOLO, REF.path, 1, 4, 0.0, {}, kind="merged")
+        self.adapters = SimpleNamespace(require=lambda _name: asyncio.sleep(0, merged))
+        self.access = SimpleNamespace(check=lambda *_a, **_k: asyncio.sleep(0))
+
+
+async def test_activation_waits_for_a_roll_in_progress(monkeypatch, config):
+    Controller(monkeypatch, config, [status("UPDATING", RUNNING=2)])
+    api = Api(config)
+    with pytest.raises(ConflictError, match="rolling or scaling now"):
+        await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
+    assert api.active_weights.active == {}
+
+
+async def test_a_refused_deploy_leaves_the_active_weights_as_they_were(monkeypatch, config):
+    Controller(monkeypatch, config, [status("HEALTHY", RUNNING=1)])
+
+    def refuse(_config):
+        raise serve_control.DeployError("the controller refused it")
+
+    monkeypatch.setattr(serve_control, "deploy", refuse)
+    api = Api(config)
+    with pytest.raises(ConflictError, match="cannot roll tiny-gptj: the controller refused it"):
+        await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
+    assert api.active_weights.active == {SOLO: None}
