@@ -4,23 +4,15 @@ API keys. Reading is open to any key; changing needs an admin key."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 
 from fastapi import Request
 
-from deployments.adapters import AdapterRef, serves_merged
-from deployments.merged_weights import weights_env
+from deployments.adapters import serves_merged
 from deployments.model_server import deployment_name
-from serve_app import serve_control
+from serve_app import serve_control, weights_roll
 from serve_app.api_app import app
 from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUpdateRequest, WeightsRequest
-
-logger = logging.getLogger("copyserve.admin")
-SURGE_SETTLE_TIMEOUT_S = 3600  # a surge replica waiting for a free GPU may take the cluster autoscaler a while
-SETTLE_GRACE_S = 30            # longer than the controller takes to pick up a deploy
-SETTLE_POLL_S = 1.0
 
 
 class AdminAPI:
@@ -114,12 +106,8 @@ class AdminAPI:
                                 "shows it HEALTHY, then activate", "model")
         previous = await self.active_weights.get(model)
         await self.active_weights.set(model, ref)
-        rolled = asyncio.get_running_loop().create_future()
-        # Roll and settle run as one background task: a client that hangs up mid-request must not
-        # leave the deployment at its surged count.
-        self._in_background(self._roll_and_settle(model, ref, rolled))
         try:
-            await asyncio.shield(rolled)
+            await weights_roll.start(self.config, model, ref)
         except Exception as err:
             await self.active_weights.set(model, previous)
             if isinstance(err, serve_control.DeployError):
@@ -127,63 +115,6 @@ class AdminAPI:
             raise
         return {"model": model, "adapter": ref.tag if ref else None, "status": "rolling",
                 "watch": f"GET /v1/models/{model}/weights"}
-
-    async def _roll_and_settle(self, model: str, ref: AdapterRef | None, rolled: asyncio.Future) -> None:
-        try:
-            count = await asyncio.to_thread(self._roll, model, ref)
-        except Exception as err:
-            rolled.set_exception(err)
-            return
-        rolled.set_result(count)
-        if count is not None:
-            await self._settle(model, count)
-
-    def _roll(self, model: str, ref: AdapterRef | None) -> int | None:
-        """Deploy the new weights. Serve's rolling update stops an old replica before starting its
-        replacement unless the target is above what runs, so a fixed count is raised by one for the
-        roll and capacity never drops (one replica: no downtime). Returns the count to come back to."""
-        app_name, name = self.config.server.app_name, deployment_name(model)
-        config = serve_control.with_replica_env(serve_control.deployed_config(), app_name, name, weights_env(ref))
-        options = self.config.model(model).deployment
-        if options.autoscaling is not None:  # the autoscaler owns the count; min_replicas >= 2 keeps capacity
-            serve_control.deploy(config)
-            return None
-        serve_control.deploy(serve_control.with_num_replicas(config, app_name, name, options.num_replicas + 1))
-        return options.num_replicas
-
-    async def _settle(self, model: str, count: int) -> None:
-        """When the roll is done (count + 1 replicas, all on the new weights), drain the extra one.
-
-        The controller applies a deploy a moment later, so a HEALTHY status counts only after the
-        roll has been seen under way (or after a grace period, for a deploy that changed nothing)."""
-        app_name, name = self.config.server.app_name, deployment_name(model)
-        started = time.monotonic()
-        seen_rolling = False
-        while time.monotonic() - started < SURGE_SETTLE_TIMEOUT_S:
-            try:
-                status = (await asyncio.to_thread(serve_control.deployment_status, app_name)).get(name, {})
-                seen_rolling |= status.get("status") != "HEALTHY"
-                done = status.get("status") == "HEALTHY" and status.get("replicas") == {"RUNNING": count + 1}
-                if done and (seen_rolling or time.monotonic() - started > SETTLE_GRACE_S):
-                    config = await asyncio.to_thread(serve_control.deployed_config)
-                    await asyncio.to_thread(serve_control.deploy,
-                                            serve_control.with_num_replicas(config, app_name, name, count))
-                    logger.info("%s: new weights on every replica; back to %d replica(s)", model, count)
-                    return
-            except Exception as err:  # a controller hiccup must not strand the extra replica
-                logger.warning("%s: settling the roll: %r; trying again", model, err)
-            await asyncio.sleep(SETTLE_POLL_S)
-        logger.warning("%s: the roll did not finish in %ds; it keeps %d replicas", model, SURGE_SETTLE_TIMEOUT_S,
-                       count + 1)
-
-    def _in_background(self, work) -> asyncio.Task:
-        tasks = self.__dict__.setdefault("_background_tasks", set())  # held so they are not collected
-        task = asyncio.get_running_loop().create_task(work)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        task.add_done_callback(lambda t: t.cancelled() or not t.exception() or
-                               logger.error("background work failed: %r", t.exception()))
-        return task
 
     @app.get("/v1/models/{model}/weights")
     async def get_weights(self, model: str, request: Request):

@@ -84,20 +84,20 @@ class ServiceUnavailableError(CopyServeError):
 class OverloadedError(ServiceUnavailableError):
     """A deployment's queue is full (its ``max_queued_requests``): come back after ``retry_after_s``."""
 
-    def __init__(self, message: str, retry_after_s: float = 1.0):
+    def __init__(self, message: str, retry_after_s: int = 1):
         super().__init__(message, None)
         self.retry_after_s = retry_after_s
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+        self.headers = {"Retry-After": str(retry_after_s)}
 
     def __reduce__(self):
         return (type(self), (self.message, self.retry_after_s))
 
     @classmethod
     def from_backpressure(cls, exc: BackPressureError) -> OverloadedError:
-        retry_after_s = exc.retry_after_s if exc.retry_after_s is not None else 1.0
+        retry_after_s = max(1, math.ceil(exc.retry_after_s or 1))  # Retry-After takes whole seconds
         queued, limit = exc.args[:2]  # BackPressureError keeps its constructor arguments in args
         return cls(f"the service is at capacity: {queued} requests already queued (max_queued_requests {limit}); "
-                   f"retry in {max(1, math.ceil(retry_after_s))}s", retry_after_s)
+                   f"retry in {retry_after_s}s", retry_after_s)
 
 
 def unwrap(exc: BaseException) -> BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import Counter
 from typing import Any
 
 from ray import serve
@@ -134,9 +135,7 @@ def status_report() -> dict[str, Any]:
         for dname, d in app.get("deployments", {}).items():
             config = d.get("deployment_config") or {}
             scaling = config.get("autoscaling_config") or {}
-            states: dict[str, int] = {}
-            for r in d.get("replicas", []):
-                states[_plain(r["state"])] = states.get(_plain(r["state"]), 0) + 1
+            states = dict(Counter(_plain(r["state"]) for r in d.get("replicas", [])))
             deployments.append({
                 "name": dname, "status": _plain(d["status"]), "message": d.get("message", ""),
                 "target_replicas": d.get("target_num_replicas"), "running": states.get("RUNNING", 0),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deployments.adapters import Adapter, AdapterRef
-from serve_app import admin_api, serve_control
+from serve_app import serve_control, weights_roll
 from serve_app.admin_api import AdminAPI
 from serve_app.config import load_config, parse_config
 from serve_app.errors import ConflictError
@@ -37,7 +37,7 @@ class Controller:
         monkeypatch.setattr(serve_control, "deployed_config", lambda: self.running)
         monkeypatch.setattr(serve_control, "deploy", self.deploy)
         monkeypatch.setattr(serve_control, "deployment_status", lambda _app: self.statuses.pop(0))
-        monkeypatch.setattr(admin_api, "SETTLE_POLL_S", 0)
+        monkeypatch.setattr(weights_roll, "SETTLE_POLL_S", 0)
 
     def deploy(self, config):
         self.running = config
@@ -55,7 +55,7 @@ def config():
 @pytest.mark.parametrize("model, count", [(SOLO, 1), (PAIR, 2)])
 def test_a_fixed_count_rolls_with_one_extra_replica(monkeypatch, config, model, count):
     control = Controller(monkeypatch, config)
-    assert Admin(config)._roll(model, REF) == count
+    assert weights_roll.roll(config, model, REF) == count
     (rolled,) = control.deployed
     spec = control.spec(rolled, model)
     assert spec["num_replicas"] == count + 1
@@ -80,9 +80,8 @@ def status(state: str, **replicas: int) -> dict:
 async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new_weights(
         monkeypatch, config, statuses):
     control = Controller(monkeypatch, config, statuses)
-    admin = Admin(config)
-    admin._roll(SOLO, REF)
-    await admin._settle(SOLO, 1)
+    weights_roll.roll(config, SOLO, REF)
+    await weights_roll.settle(config, SOLO, 1)
     assert control.statuses == []  # it waited through every intermediate state
     surged, settled = control.deployed
     assert control.spec(settled, SOLO)["num_replicas"] == 1
@@ -101,7 +100,7 @@ async def test_settling_survives_a_controller_hiccup(monkeypatch, config):
         return real(app)
 
     monkeypatch.setattr(serve_control, "deployment_status", flaky)
-    await Admin(config)._settle(SOLO, 1)
+    await weights_roll.settle(config, SOLO, 1)
     (settled,) = control.deployed
     assert control.spec(settled, SOLO)["num_replicas"] == 1
 
@@ -112,7 +111,7 @@ def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, confi
     pair["deployment"] = {"num_cpus": 0.5, "autoscaling": {"min_replicas": 2, "max_replicas": 3}}
     config = parse_config(raw)
     control = Controller(monkeypatch, config)
-    assert Admin(config)._roll(PAIR, REF) is None
+    assert weights_roll.roll(config, PAIR, REF) is None
     (rolled,) = control.deployed
     assert "num_replicas" not in control.spec(rolled, PAIR) and control.spec(rolled, PAIR)["autoscaling_config"]
 
