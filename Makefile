@@ -7,8 +7,11 @@ setup:
 serve: setup
 	.venv/bin/copyserve serve --config configs/local.yaml
 
+# Unit tests first, on their own: a broken unit fails in seconds, before the engines start.
+# Integration then runs the chaos tests (marked slow) last; --durations shows where the time went.
 test: setup
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest tests/unit -q
+	.venv/bin/python -m pytest tests/integration --durations=15
 
 unit:
 	.venv/bin/python -m pytest tests/unit

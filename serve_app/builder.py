@@ -39,6 +39,7 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
         actor["resources"] = dict(opts.resources)
     if env:
         actor["runtime_env"] = {"env_vars": env}
+    health = {k: v for k in ("health_check_period_s", "health_check_timeout_s") if (v := getattr(opts, k)) is not None}
     replicas: dict[str, Any] = {"num_replicas": opts.num_replicas}
     if opts.autoscaling:
         replicas = {"autoscaling_config": opts.autoscaling.model_dump(exclude_none=True)}
@@ -48,7 +49,7 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
             "backpressure_config": {"status_code": 503, "retry_after_s": opts.retry_after_s},
             # Scale-down and redeploy stop routing to a replica, then wait this long for its requests.
             "graceful_shutdown_timeout_s": opts.graceful_shutdown_timeout_s,
-            "ray_actor_options": actor, **overrides}
+            "ray_actor_options": actor, **overrides, **health}
 
 
 def engine_env(model: ModelConfig) -> dict[str, str]:

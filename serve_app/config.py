@@ -87,6 +87,11 @@ class DeploymentOptions(Strict):
     retry_after_s: float = Field(1.0, ge=0, le=3600, description="Retry-After sent with those 503s.")
     graceful_shutdown_timeout_s: float = Field(
         30, ge=0, le=3600, description="On scale-down or redeploy, how long a replica may finish its requests.")
+    health_check_period_s: float | None = Field(
+        None, gt=0, le=3600, description="How often Serve checks a replica (a model replica checks its engine); "
+        "a dead one is replaced after a failed check. Unset: 10 s, 15 s for models.")
+    health_check_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="How long one health check may take. Unset: 30 s, 60 s for models.")
     num_cpus: float = Field(0.1, ge=0, le=256, description="Ray CPUs reserved per replica (fractional is fine).")
     num_gpus: float = Field(0, ge=0, le=64, description="GPUs per replica; 0 on the CPU profile.")
     resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica "
@@ -120,6 +125,10 @@ class ModelConfig(Strict):
         None, description="Jinja chat template file for models whose tokenizer has none (base models like GPT-J)."
     )
     default_max_tokens: int = Field(256, ge=1, description="Completion budget when a request gives none.")
+    stream_interval_ms: float = Field(
+        50, ge=0, le=1000, description="Token deltas of one request are sent from the model replica at most this "
+        "often (the first at once): a GPU engine's per-step deltas would cost the ingress more than the engine. "
+        "0 sends every engine step.")
     engine: EngineConfig = Field(default_factory=EngineConfig)
     deployment: DeploymentOptions = Field(default_factory=lambda: DeploymentOptions(num_cpus=1))
 

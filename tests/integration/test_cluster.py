@@ -18,6 +18,7 @@ from serve_app.config import load_config
 from serve_app.serve_config import build_serve_config
 from tests.integration.ray_cluster import BIN, LocalCluster
 
+pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 CONFIG = Path(__file__).parent.parent / "configs" / "cluster.yaml"
 DEPLOYMENT = "model-tiny-gptj"
 BODY = {"industry": "education", "product": "Chemistry course", "postprocess": False, "cache": False}

@@ -3,6 +3,9 @@
 import time
 
 import psutil
+import pytest
+
+pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 
 
 def wait_for(predicate, timeout_s: float, every_s: float = 0.5):

@@ -13,10 +13,14 @@ from finetune.train import train
 from serve_app.config import models_home
 from tests.integration.helpers import write_dataset
 
+pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 MODEL = "tiny-gptj-pair"  # two replicas (tests/configs/integration.yaml), route "tutoring"
 SOLO = "tiny-gptj"        # one replica, route "education"
 PROMPT = {"industry": "tutoring", "product": "Algebra course 3", "temperature": 0, "max_tokens": 12,
           "postprocess": False, "cache": False}
+# A roll starts count + 1 engines one after another: 227-230 s for the pair on a quiet day of this
+# 2-core box. The deadline holds on a machine 3x slower; a roll that never ends still fails.
+ROLL_DEADLINE_S = 900
 ROWS = [(f"Algebra course {i}", "live tutors|weekly quizzes",
          f"Master algebra in course {i} with live tutors and weekly quizzes. Enrol today.") for i in range(12)]
 
@@ -41,7 +45,7 @@ def rolled(admin, tag: str | None, model: str = MODEL, replicas: int = 2) -> boo
 
 
 def surge_then_settle(admin, tag: str | None, model: str = MODEL, replicas: int = 2,
-                      timeout_s: float = 300) -> bool:
+                      timeout_s: float = ROLL_DEADLINE_S) -> bool:
     """Wait for a roll: one replica more than configured seen (running or starting), then the
     configured count again with the tag active. False on timeout."""
     deadline, surged = time.monotonic() + timeout_s, False
@@ -77,7 +81,7 @@ def test_activation_rolls_replicas_without_failed_requests(admin, client, merged
             else:
                 failures.append((resp.status_code, resp.text[:200]))
 
-    workers = [threading.Thread(target=load) for _ in range(3)]
+    workers = [threading.Thread(target=load) for _ in range(2)]  # two clients: load, not a CPU race
     for w in workers:
         w.start()
     try:

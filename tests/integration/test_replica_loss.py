@@ -5,10 +5,12 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 import ray
 
 from serve_app import serve_control
 
+pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 MODEL, DEPLOYMENT = "tiny-gptj-pair", "model-tiny-gptj-pair"  # two replicas, route "tutoring"
 BODY = {"industry": "tutoring", "product": "Geometry course", "max_tokens": 8, "postprocess": False, "cache": False}
 

@@ -39,6 +39,10 @@ def test_model_options_reach_the_serve_config():
     small = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj")
     assert small["max_ongoing_requests"] == 2 and small["max_queued_requests"] == 2
     assert small["backpressure_config"] == {"status_code": 503, "retry_after_s": 1.0}
+    # The health-check period is a knob (short in the tests, so a dead engine is replaced quickly);
+    # unset, a model keeps the longer default that leaves room for a busy engine.
+    assert small["health_check_period_s"] == 2 and small["health_check_timeout_s"] == 60
+    assert pair["health_check_period_s"] == 15
 
 
 def test_replica_env_changes_one_deployment_only():
