@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 
+from deployments.coalesce import Coalescer
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
 from deployments.merged_weights import weights_from_env, with_merged_weights
@@ -49,7 +50,7 @@ class ModelServer:
                     time.monotonic() - started)
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[list[Delta] | Completion]:
-        """Token deltas per engine step, then one final Completion with usage and timings.
+        """Token deltas (coalesced: see ``deployments/coalesce.py``), then one final Completion with usage and timings.
 
         When the caller goes away Serve cancels this generator; the engine request is aborted
         in ``finally`` so no decoding continues for nobody.
@@ -59,6 +60,7 @@ class ModelServer:
         texts, reasons = [""] * n, [None] * n
         first_token_s, step = None, None
         finished = False
+        coalescer = Coalescer(self.model.stream_interval_ms / 1000)
         try:
             async for step in self.engine.generate(request):
                 if first_token_s is None and step.completion_tokens:
@@ -68,8 +70,10 @@ class ModelServer:
                 for d in deltas:
                     texts[d.index] += d.text
                     reasons[d.index] = d.finish_reason or reasons[d.index]
-                if deltas:
-                    yield deltas
+                if deltas and (ready := coalescer.add(deltas)):
+                    yield ready
+            if rest := coalescer.flush():
+                yield rest
             finished = True
         finally:
             if not finished:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -53,24 +53,23 @@ class TemplateLibrary:
                 self.templates[path.stem] = _parse(path, PromptTemplate)
         lengths = yaml.safe_load((self.directory / LENGTHS_FILE).read_text(encoding="utf-8"))
         self.lengths = {k: LengthSpec.model_validate(v) for k, v in lengths.items()}
-        for name, tpl in self.templates.items():  # compile now: a broken template fails the deploy, not a request
+        # Compiled now and kept: a broken template fails the deploy, not a request, and a request only renders.
+        self._compiled: dict[tuple[str, str, str], Template] = {}
+        for name, tpl in self.templates.items():
             for lang in ("en", "zh"):
                 for part in ("system", "user"):
                     try:
-                        self._env.from_string(getattr(getattr(tpl, lang), part))
+                        self._compiled[name, lang, part] = self._env.from_string(getattr(getattr(tpl, lang), part))
                     except TemplateError as err:
                         raise ValueError(f"{self.directory / name}.yaml: {lang}.{part}: {err}") from None
 
     def render(self, name: str, language: Language, *, product: str, keywords: list[str], tone: str | None,
                length: Length) -> list[dict]:
         """Chat messages (system + user) for one copy request."""
-        prompt = getattr(self.templates[name], language)
         variables = {"product": product, "keywords": keywords, "tone": tone,
                      "length_hint": getattr(self.lengths[length], language)}
-        return [
-            {"role": "system", "content": self._env.from_string(prompt.system).render(variables).strip()},
-            {"role": "user", "content": self._env.from_string(prompt.user).render(variables).strip()},
-        ]
+        return [{"role": part, "content": self._compiled[name, language, part].render(variables).strip()}
+                for part in ("system", "user")]
 
     def budget(self, length: Length) -> int:
         return self.lengths[length].max_tokens

@@ -1,7 +1,7 @@
-"""Router deployment: turns an industry (or alias, or model name) into a route and a prompt.
+"""The router: turns an industry (or alias, or model name) into a route and a prompt.
 
-The router decides; the ingress dispatches to the chosen model server itself, so streamed
-tokens take no extra hop through this deployment.
+It runs inside each ingress replica (its state is the config and the live route table in Redis), so
+deciding costs no handle hop; the ingress then calls the chosen model server itself.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from deployments.prompts import Language, Length, TemplateLibrary
 from deployments.state.routes import LiveRoutes, pick
 from deployments.state.store import RedisStore
 from serve_app.config import AppConfig, QualityConfig
-from serve_app.errors import InvalidRequestError, NotFoundError, quiet_client_errors
+from serve_app.errors import InvalidRequestError, NotFoundError
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,9 @@ class CopyPlan:
 class Router:
     """Route table from the config; pure Python so unit tests can build it without Serve."""
 
-    def __init__(self, config: AppConfig):
-        quiet_client_errors()
+    def __init__(self, config: AppConfig, store: RedisStore | None = None):
         self._config = config
-        self._live = LiveRoutes(RedisStore(config.redis))
+        self._live = LiveRoutes(store or RedisStore(config.redis))
         self._models = {m.name for m in config.models}
         self._templates = TemplateLibrary(config.server.templates_dir)
         self._routes = {r.industry: r for r in config.routes}

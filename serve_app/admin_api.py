@@ -23,9 +23,9 @@ class AdminAPI:
     @app.get("/v1/routes")
     async def list_routes(self, request: Request):
         await self.access.check(request)
-        live = await self.router.live_routes.remote()
+        live = await self.router.live_routes()
         data = []
-        for route in await self.router.routes.remote():
+        for route in await self.router.routes():
             variants = live.get(route["industry"])
             data.append({**route, "source": "live" if variants else "config",
                          "variants": variants or [{"name": "config", "model": route["model"], "adapter": None,
@@ -35,7 +35,7 @@ class AdminAPI:
     @app.put("/v1/routes/{industry}")
     async def set_route(self, industry: str, body: RouteUpdateRequest, request: Request):
         await self.access.check(request, admin=True)
-        known = {r["industry"] for r in await self.router.routes.remote()}
+        known = {r["industry"] for r in await self.router.routes()}
         if industry not in known:
             raise NotFoundError(f"no route {industry!r}; routes: {', '.join(sorted(known))}", "industry")
         variants = body.variant_list()

@@ -33,7 +33,8 @@ DEFAULT_DEPLOYMENT_OPTIONS: dict[str, Any] = {
 MODEL_DEPLOYMENT_OPTIONS: dict[str, Any] = {"health_check_period_s": 15, "health_check_timeout_s": 60}
 
 
-def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = None, access_log: bool = False,
+                       **overrides: Any) -> dict[str, Any]:
     actor: dict[str, Any] = {"num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus}
     if opts.resources:
         actor["resources"] = dict(opts.resources)
@@ -49,6 +50,7 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
             "backpressure_config": {"status_code": 503, "retry_after_s": opts.retry_after_s},
             # Scale-down and redeploy stop routing to a replica, then wait this long for its requests.
             "graceful_shutdown_timeout_s": opts.graceful_shutdown_timeout_s,
+            "logging_config": {"enable_access_log": access_log if opts.access_log is None else opts.access_log},
             "ray_actor_options": actor, **overrides, **health}
 
 
@@ -59,7 +61,7 @@ def engine_env(model: ModelConfig) -> dict[str, str]:
 
 def deployment_specs(config: AppConfig) -> dict[str, dict[str, Any]]:
     """Serve options of every deployment of the app, by deployment name."""
-    specs = {"Ingress": deployment_options(config.server.ingress), "Router": deployment_options(config.server.router)}
+    specs = {"Ingress": deployment_options(config.server.ingress, access_log=True)}
     for m in config.models:
         specs[deployment_name(m.name)] = deployment_options(m.deployment, engine_env(m),
                                                                   **MODEL_DEPLOYMENT_OPTIONS)
@@ -78,10 +80,9 @@ def validate_for_serving(config: AppConfig) -> None:
 
 
 def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Application:
-    """Ingress → Router, Ingress → one ModelServer per model, Ingress → Polish → Sentiment."""
+    """Ingress (with the router inside) → one ModelServer per model, Ingress → Polish → Sentiment."""
     validate_for_serving(config)
     specs = deployment_specs(config)
-    router = serve.deployment(Router, name="Router").options(**specs["Router"]).bind(config)
     models = {
         m.name: serve.deployment(ModelServer, name=deployment_name(m.name))
         .options(**specs[deployment_name(m.name)]).bind(m, engine_cls)
@@ -92,7 +93,7 @@ def build_app(config: AppConfig, engine_cls: str = DEFAULT_ENGINE) -> Applicatio
                          if config.polish.mode == "llm" else None)
     sentiment = serve.deployment(Sentiment, name="Sentiment").options(**specs["Sentiment"]).bind(config.sentiment)
     ingress = serve.deployment(Ingress, name="Ingress").options(**specs["Ingress"])
-    return ingress.bind(router, models, polish, sentiment, config)
+    return ingress.bind(models, polish, sentiment, config)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -87,6 +87,9 @@ class DeploymentOptions(Strict):
     retry_after_s: float = Field(1.0, ge=0, le=3600, description="Retry-After sent with those 503s.")
     graceful_shutdown_timeout_s: float = Field(
         30, ge=0, le=3600, description="On scale-down or redeploy, how long a replica may finish its requests.")
+    access_log: bool | None = Field(
+        None, description="Serve's per-request access log line. Unset: on for the ingress (one line per HTTP "
+        "request), off for the internal deployments, which would log every request again per hop.")
     health_check_period_s: float | None = Field(
         None, gt=0, le=3600, description="How often Serve checks a replica (a model replica checks its engine); "
         "a dead one is replaced after a failed check. Unset: 10 s, 15 s for models.")
@@ -193,7 +196,14 @@ class ServerConfig(Strict):
     default_language: Literal["en", "zh"] = Field("en", description="Copy language when a request gives none.")
     templates_dir: str | None = Field(None, description="Folder of prompt templates; defaults to the built-in set.")
     ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
-    router: DeploymentOptions = Field(default_factory=DeploymentOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_router_deployment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "router" in data:
+            raise ValueError("server.router: the router runs inside the ingress now (no deployment of its own); "
+                             "remove this key and size server.ingress instead")
+        return data
 
     @field_validator("route_prefix")
     @classmethod

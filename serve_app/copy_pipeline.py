@@ -18,7 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments.adapters import AdapterRef
 from deployments.generation import Completion, GenerationRequest, SamplingOptions
 from deployments.postprocess import Draft
-from deployments.router import CopyPlan, RoutePlan
+from deployments.router import CopyPlan, RoutePlan, Router
 from deployments.state.cache import cache_key_material
 from deployments.state.sessions import SessionStore
 from serve_app import model_calls
@@ -48,7 +48,7 @@ class Attempt:
 
 
 class CopyPipeline:
-    def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle],
+    def __init__(self, router: Router, models: dict[str, DeploymentHandle],
                  streaming: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle,
                  sessions: SessionStore):
         self.router, self.models, self.streaming = router, models, streaming
@@ -56,7 +56,7 @@ class CopyPipeline:
         self.sessions = sessions
 
     async def plan(self, body: CopyRequest) -> CopyPlan:
-        return await self.router.plan_copy.remote(body.industry, body.product, body.keywords, body.tone,
+        return await self.router.plan_copy(body.industry, body.product, body.keywords, body.tone,
                                                   body.length, body.language)
 
     async def plan_revision(self, body: RevisionRequest) -> CopyPlan:

@@ -17,6 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from deployments.adapters import AdapterRef, AdapterRegistry, serves_merged
 from deployments.generation import Completion, GenerationRequest
 from deployments.merged_weights import ActiveWeights
+from deployments.router import Router
 from deployments.state.cache import ResponseCache
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter
@@ -52,15 +53,17 @@ def server_timing(cache_s: float) -> dict[str, str]:
 class Ingress(AdminAPI):
     """Routes: /v1/copy (+ /revise), /v1/chat/completions, /v1/completions, /v1/models, /v1/keys, /healthz."""
 
-    def __init__(self, router: DeploymentHandle, models: dict[str, DeploymentHandle], polish: DeploymentHandle,
-                 sentiment: DeploymentHandle, config: AppConfig):
-        self.router = router
+    def __init__(self, models: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle,
+                 config: AppConfig):
         self.models = models
         # Handles made with .options() are cached: each call would otherwise build a new handle
         # (and a new connection to the controller) per request.
         self.streaming = {name: h.options(stream=True) for name, h in models.items()}
         self.config = config
         self.redis = RedisStore(config.redis)
+        # The router runs here, not behind a handle: its state is the config and Redis, its work a template
+        # render, and a hop would cost every request ~8-11 ms (bench/compare.py).
+        self.router = Router(config, self.redis)
         self.cache = ResponseCache(self.redis, config.cache)
         self.sessions = SessionStore(self.redis, config.sessions)
         self.keys = KeyStore(self.redis)
@@ -68,7 +71,7 @@ class Ingress(AdminAPI):
         self.active_weights = ActiveWeights(self.redis)
         self.live_routes = LiveRoutes(self.redis)
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
-        self.pipeline = CopyPipeline(router, models, self.streaming, polish, sentiment, self.sessions)
+        self.pipeline = CopyPipeline(self.router, models, self.streaming, polish, sentiment, self.sessions)
         app.state.max_body_bytes = config.server.max_body_bytes
 
     # --- native API --------------------------------------------------------------------------
@@ -207,7 +210,7 @@ class Ingress(AdminAPI):
     async def _openai(self, body, generation: GenerationRequest, fmt: OpenAIFormatter, finish):
         # `model` may name an adapter too: "<route or model>:<adapter>".
         target, _, adapter_name = body.model.partition(":")
-        plan = await self.router.resolve.remote(target)
+        plan = await self.router.resolve(target)
         adapter_name = adapter_name or plan.adapter
         if adapter_name:
             generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
@@ -262,7 +265,7 @@ class Ingress(AdminAPI):
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "copyserve",
                  "copyserve": {"kind": "model"}} for name in self.models]
-        for route in await self.router.routes.remote():
+        for route in await self.router.routes():
             data.append({"id": route["industry"], "object": "model", "created": created, "owned_by": "copyserve",
                          "copyserve": {"kind": "route", **route}})
         for a in await self.adapters.list():

@@ -76,7 +76,8 @@ class FakeEngine(LLMEngine):
 
 
 class FakeMethod:
-    """`handle.method.remote(...)`: records the call and returns an awaitable, as a DeploymentHandle does."""
+    """`handle.method.remote(...)`, or a local async method called directly: records the call and returns
+    an awaitable."""
 
     def __init__(self, reply):
         self.reply, self.calls = reply, []
@@ -89,3 +90,5 @@ class FakeMethod:
             return await result if hasattr(result, "__await__") else result
 
         return answer()
+
+    __call__ = remote

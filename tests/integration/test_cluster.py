@@ -80,7 +80,7 @@ def test_deployed_app_serves_and_status_is_healthy(cluster, deployed):
     assert code == 0 and report["healthy"], report
     (app,) = report["applications"]
     assert app["name"] == "copyserve-cluster" and app["status"] == "RUNNING"
-    assert {d["name"] for d in app["deployments"]} == {"Ingress", "Router", DEPLOYMENT, "Polish", "Sentiment"}
+    assert {d["name"] for d in app["deployments"]} == {"Ingress", DEPLOYMENT, "Polish", "Sentiment"}
     text = cluster.run(BIN / "copyserve", "status", "--address", cluster.address, "--replicas").stdout
     assert "copyserve-cluster: RUNNING" in text and "autoscaling 1..2" in text
 

@@ -15,12 +15,13 @@ from tests.fakes import FakeEngine
 # creates the coroutine, which Python reports as never awaited.
 pytestmark = pytest.mark.filterwarnings("ignore:coroutine 'ModelServer.__del__' was never awaited:RuntimeWarning")
 
-MODEL = ModelConfig(name="fake-model", family="llama", source="org/fake")
+# Every engine step is its own item here; coalescing is tested with its own interval below.
+MODEL = ModelConfig(name="fake-model", family="llama", source="org/fake", stream_interval_ms=0)
 
 
-async def make_server() -> ModelServer:
+async def make_server(model: ModelConfig = MODEL) -> ModelServer:
     server = ModelServer.__new__(ModelServer)
-    await server.__init__(MODEL, "tests.fakes:FakeEngine")
+    await server.__init__(model, "tests.fakes:FakeEngine")
     return server
 
 
@@ -70,6 +71,20 @@ async def test_generate_stream_deltas_then_completion():
     assert final.texts == ["".join(d.text for step in steps for d in step)]
     assert [d.finish_reason for step in steps for d in step] == [None, None, None, "length"]
     assert final.finish_reasons == ["length"]
+
+
+async def test_coalesced_stream_sends_the_first_token_at_once_and_loses_nothing():
+    # Steps every 5 ms, an interval of 40 ms: the later tokens travel several to an item.
+    server = await make_server(MODEL.model_copy(update={"stream_interval_ms": 40}))
+    started = asyncio.get_running_loop().time()
+    stream = server.generate_stream(request(max_tokens=40))
+    first = await anext(stream)
+    first_after = asyncio.get_running_loop().time() - started
+    *steps, final = [first] + [item async for item in stream]
+    assert first == [Delta(0, "tok0")] and first_after < 0.04  # not held for the interval
+    assert len(steps) < 20  # 40 engine steps, coalesced
+    assert final.texts == [FakeEngine.expected_text(40)] == ["".join(d.text for step in steps for d in step)]
+    assert [d.finish_reason for step in steps for d in step][-1] == "length" and final.completion_tokens == 40
 
 
 async def test_n_two_gives_two_texts():

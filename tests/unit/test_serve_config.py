@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from serve_app.builder import deployment_specs
-from serve_app.config import load_config, parse_config
+from serve_app.config import ConfigError, load_config, parse_config
 from serve_app.serve_config import APP_IMPORT_PATH, build_serve_config
 from serve_app.serve_control import DeployError, with_other_apps, with_replica_env
 
@@ -25,7 +26,7 @@ def test_serve_config_is_valid_and_carries_every_deployment(path):
     assert app.import_path == APP_IMPORT_PATH and app.name == config.server.app_name
     names = [d.name for d in app.deployments]
     assert names == list(deployment_specs(config))
-    assert {f"model-{m.name}" for m in config.models} | {"Ingress", "Router", "Polish", "Sentiment"} == set(names)
+    assert {f"model-{m.name}" for m in config.models} | {"Ingress", "Polish", "Sentiment"} == set(names)
     # The copyserve config travels inline and parses back to the same config.
     assert parse_config(built["applications"][0]["args"]["config"]) == config
 
@@ -43,6 +44,17 @@ def test_model_options_reach_the_serve_config():
     # unset, a model keeps the longer default that leaves room for a busy engine.
     assert small["health_check_period_s"] == 2 and small["health_check_timeout_s"] == 60
     assert pair["health_check_period_s"] == 15
+    # One access-log line per HTTP request (the ingress's), not one more per internal hop.
+    ingress = next(d for d in app["deployments"] if d["name"] == "Ingress")
+    assert ingress["logging_config"] == {"enable_access_log": True}
+    assert small["logging_config"] == pair["logging_config"] == {"enable_access_log": False}
+
+
+def test_a_router_deployment_in_an_old_config_is_refused_with_the_fix():
+    data = yaml.safe_load((ROOT / "configs/local.yaml").read_text())
+    data["server"]["router"] = {"num_cpus": 0.1}
+    with pytest.raises(ConfigError, match="router runs inside the ingress"):
+        parse_config(data)
 
 
 def test_replica_env_changes_one_deployment_only():
