@@ -95,7 +95,7 @@ class Sentiment:
         self.score_batch.set_max_batch_size(config.max_batch_size)
         self.score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0)
     async def score_batch(self, items: list[tuple[str, str]]) -> list[float]:
         texts, languages = [t for t, _ in items], [lg for _, lg in items]
         # Scoring is CPU work: keep the replica's event loop free to collect the next batch.

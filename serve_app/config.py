@@ -233,7 +233,10 @@ class SentimentConfig(Strict):
         default_factory=dict, description="Text-classification model (folder or hub id) per language."
     )
     max_batch_size: int = Field(16, ge=1, le=1024, description="Texts scored in one batch.")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, le=5, description="How long a batch waits to fill.")
+    batch_wait_timeout_s: float = Field(
+        0, ge=0, le=5, description="How long a batch waits to fill. 0: a lone request is scored at once, and "
+        "requests that arrive while a batch is scored make up the next one (waiting would add this to every "
+        "copy at low load).")
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
     @model_validator(mode="after")

@@ -85,18 +85,15 @@ class KeyStore:
         """The key for a secret, or None. Raises ConnectionError when Redis is down and the key is not
         one verified recently (the caller answers 503 rather than letting unknown keys in)."""
         digest = hash_secret(secret)
-
-        async def read(r):
-            key_id = await r.hget(self.store.key("keyhash"), digest)
-            return await r.hgetall(self._record(key_id)) if key_id else {}
-
-        fields = await self.store.call(read)
+        # A key's id is its digest's first 16 hex digits (``create``): one read, no lookup through keyhash;
+        # the full digest stored in the record rules out two secrets sharing those digits.
+        fields = await self.store.call(lambda r: r.hgetall(self._record(digest[:16])))
         if fields is None:  # Redis unavailable
             known = self._verified.get(digest)
             if known and time.monotonic() - known[1] < OUTAGE_GRACE_S:
                 return known[0]
             raise ConnectionError("cannot verify API keys while redis is unavailable")
-        key = self._parse(fields) if fields else None
+        key = self._parse(fields) if fields and fields.get("hash") == digest else None
         if key is None or key.revoked:
             self._verified.pop(digest, None)
             return None

@@ -43,23 +43,28 @@ class RateLimiter:
         self.store, self.window_ms = store, window_s * 1000
         self._script = store.client.register_script(ACQUIRE) if store.client is not None else None
 
-    async def _acquire(self, kind: str, key_id: str, limit: int, cost: int) -> Decision:
-        now_ms = int(time.time() * 1000)
-        result = await self.store.call(lambda r: self._script(
-            keys=[self.store.key("rl", kind, key_id)], args=[now_ms, self.window_ms, limit, cost, uuid.uuid4().hex],
-            client=r))
-        if result is None:  # redis down: fail open
-            return Decision(True)
-        admitted, wait_ms = int(result[0]), int(result[1])
-        return Decision(bool(admitted), max(1, math.ceil(wait_ms / 1000)) if not admitted else 0, kind)
-
     async def admit(self, key_id: str, requests_limit: int | None, tokens_limit: int | None) -> Decision:
-        if requests_limit is not None:
-            decision = await self._acquire("requests", key_id, requests_limit, 1)
-            if not decision.admitted:
-                return decision
-        if tokens_limit is not None:
-            return await self._acquire("tokens", key_id, tokens_limit, 0)
+        """Both limits in one round trip (a pipeline of the two scripts). As before, a request counts
+        against the request limit even when the token limit then refuses it."""
+        checks = [(kind, limit, cost) for kind, limit, cost in (("requests", requests_limit, 1),
+                                                                 ("tokens", tokens_limit, 0)) if limit is not None]
+        if not checks:
+            return Decision(True)
+        now_ms = int(time.time() * 1000)
+
+        async def run(r):
+            pipe = r.pipeline(transaction=False)
+            for kind, limit, cost in checks:
+                await self._script(keys=[self.store.key("rl", kind, key_id)],
+                                   args=[now_ms, self.window_ms, limit, cost, uuid.uuid4().hex], client=pipe)
+            return await pipe.execute()
+
+        results = await self.store.call(run)
+        if results is None:  # redis down: fail open
+            return Decision(True)
+        for (kind, _, _), (admitted, wait_ms) in zip(checks, results, strict=True):
+            if not int(admitted):
+                return Decision(False, max(1, math.ceil(int(wait_ms) / 1000)), kind)
         return Decision(True)
 
     async def record_tokens(self, key_id: str, tokens: int) -> None:

@@ -130,6 +130,14 @@ async def test_concurrent_analyze_calls_are_batched():
     assert [r["language"] for r in results] == ["en", "en", "zh", "en", "en"]
 
 
+async def test_without_a_batch_window_requests_that_wait_together_still_share_a_batch():
+    sentiment = Sentiment(SentimentConfig())  # batch_wait_timeout_s 0: a lone request is never held
+    sentiment.backend = stub = RecordingBackend()
+    results = await asyncio.gather(*(sentiment.analyze("x" * (i + 1)) for i in range(5)))
+    assert sum(len(texts) for texts, _ in stub.batches) == 5 and len(stub.batches) <= 2
+    assert [r["score"] for r in results] == [(i + 1) / 100 for i in range(5)]
+
+
 async def test_batches_respect_configured_max_batch_size():
     sentiment = Sentiment(SentimentConfig(max_batch_size=4, batch_wait_timeout_s=5.0))
     sentiment.backend = stub = RecordingBackend()
