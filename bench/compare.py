@@ -1,7 +1,7 @@
 """The graph against plain vLLM, side by side in one run on this machine; prints one table of ratios.
 
-    python bench/compare.py                       # configs/local.yaml, its first model; ~8 minutes
-    python bench/compare.py --duration 30 --samples 20 --out /tmp/compare.json
+    python bench/compare.py                       # configs/local.yaml, its first model; ~10 minutes
+    python bench/compare.py --rounds 5 --samples 20 --out /tmp/compare.json
 
 1. Plain vLLM's own OpenAI server (``bench/plain_vllm.py``: the engine arguments come from the same
    function the graph's engine uses), measured, stopped.
@@ -84,8 +84,9 @@ def measure_openai(url: str, model: str, args, headers: dict) -> dict:
     result = {"ttft_ms": summary([s.ttft_s for s in samples], 1000),
               "decode_tok_per_s": summary([s.decode_tok_per_s for s in samples])}
     for clients in args.clients:
+        rounds = args.rounds * 2 if clients == 1 else args.rounds
         result[f"closed_{clients}"] = asyncio.run(closed_loop(
-            url, path, lambda: chat_body(model, args.max_tokens, False), clients, args.duration, headers))
+            url, path, lambda: chat_body(model, args.max_tokens, False), clients, rounds, headers))
     return result
 
 
@@ -242,7 +243,7 @@ def main() -> None:
     p.add_argument("--model", help="model of the config to compare (default: the first)")
     p.add_argument("--port", type=int, default=8300, help="graph port; plain vLLM listens on port + 100")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
-    p.add_argument("--duration", type=float, default=20, help="seconds of closed-loop load per level")
+    p.add_argument("--rounds", type=int, default=3, help="closed-loop requests per client and level (x2 for 1 client)")
     p.add_argument("--samples", type=int, default=10, help="streamed requests for TTFT (x5 for cheap paths)")
     p.add_argument("--max-tokens", type=int, default=64, help="answer length in the closed loop")
     p.add_argument("--ttft-tokens", type=int, default=32, help="answer length of the streamed samples")
