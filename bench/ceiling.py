@@ -76,8 +76,8 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from contracts.config import load_config
     from serve_app.builder import build_app
-    from serve_app.config import load_config
 
     base = load_config(args.config)
     # Room for every stream at once: queueing in front of the replicas is not what is measured here.

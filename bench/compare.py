@@ -114,7 +114,7 @@ def run_plain(args, model_name: str, log: Path) -> dict:
 
 def bench_config(args, model_name: str):
     """The config as given, on the bench's port, keys on, and its own Redis key prefix."""
-    from serve_app.config import load_config
+    from contracts.config import load_config
 
     config = load_config(args.config)
     server = config.server.model_copy(update={"port": args.port})
@@ -250,7 +250,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("/tmp/copyserve-compare.json"))
     args = p.parse_args()
 
-    from serve_app.config import load_config
+    from contracts.config import load_config
 
     model_name = args.model or load_config(args.config).models[0].name
     started = time.monotonic()

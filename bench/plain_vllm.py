@@ -20,9 +20,9 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8100)
     args = p.parse_args()
 
+    from contracts.config import load_config
     from deployments.engines.vllm_engine import engine_args
     from serve_app.builder import engine_env
-    from serve_app.config import load_config
 
     config = load_config(args.config)
     model = config.model(args.model) if args.model else config.models[0]

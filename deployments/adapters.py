@@ -13,9 +13,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from contracts.config import ModelConfig
+from contracts.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from deployments.state.store import RedisStore
-from serve_app.config import ModelConfig
-from serve_app.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MANIFEST = "copyserve-adapter.json"

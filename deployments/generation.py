@@ -3,7 +3,7 @@ Ray handles by pickle and keep the engine library out of the ingress."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from deployments.adapters import AdapterRef
 
@@ -58,7 +58,6 @@ class Completion:
     first_token_s: float | None = None
     total_s: float = 0.0
     weights: str | None = None  # the merged adapter (name@vN) the replica serves; None: base weights
-    extra: dict = field(default_factory=dict)
 
     @property
     def tokens_per_s(self) -> float:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 
+from contracts.config import ModelConfig
+from contracts.errors import ServiceUnavailableError
 from deployments.adapters import AdapterRef
 from deployments.state.store import RedisStore
-from serve_app.config import ModelConfig
-from serve_app.errors import ServiceUnavailableError
 
 WEIGHTS_ENV = "COPYSERVE_MERGED_ADAPTER"
 def weights_env(ref: AdapterRef | None) -> dict[str, str | None]:

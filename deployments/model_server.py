@@ -13,12 +13,12 @@ import os
 import time
 from collections.abc import AsyncIterator
 
+from contracts.config import ModelConfig
+from contracts.errors import quiet_client_errors
 from deployments.coalesce import Coalescer
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
 from deployments.merged_weights import weights_from_env, with_merged_weights
-from serve_app.config import ModelConfig
-from serve_app.errors import quiet_client_errors
 
 logger = logging.getLogger("copyserve.model_server")
 DEFAULT_ENGINE = "deployments.engines.vllm_engine:VLLMEngine"

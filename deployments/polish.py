@@ -9,12 +9,12 @@ from pathlib import Path
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
+from contracts.config import PolishConfig
+from contracts.errors import quiet_client_errors
+from deployments import model_calls
 from deployments.generation import GenerationRequest, SamplingOptions
 from deployments.polish_rules import RULES_FILE, Edit, load_compliance, polish_text
 from deployments.postprocess import Draft
-from serve_app import model_calls
-from serve_app.config import PolishConfig
-from serve_app.errors import quiet_client_errors
 
 PROMPT_FILE = Path(__file__).parent / "rules" / "polish_prompt.yaml"
 

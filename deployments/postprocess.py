@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -35,7 +34,3 @@ class Draft:
 
     def __post_init__(self):
         self.raw_text = self.raw_text or self.text
-
-
-class PostProcessor(Protocol):
-    async def process(self, draft: Draft) -> Draft: ...

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.config import AppConfig, QualityConfig
+from contracts.errors import InvalidRequestError, NotFoundError
 from deployments.adapters import AdapterRef
 from deployments.postprocess import CJK
 from deployments.prompts import Language, Length, TemplateLibrary
 from deployments.state.routes import LiveRoutes, pick
 from deployments.state.store import RedisStore
-from serve_app.config import AppConfig, QualityConfig
-from serve_app.errors import InvalidRequestError, NotFoundError
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from abc import ABC, abstractmethod
 
 from ray import serve
 
+from contracts.config import SentimentConfig
 from deployments.postprocess import Draft, detect_language
-from serve_app.config import SentimentConfig
 
 logger = logging.getLogger("copyserve.sentiment")
 POSITIVE_FROM, NEGATIVE_BELOW = 0.6, 0.4

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from contracts.config import resolve_source
 from finetune.data import DatasetError
-from serve_app.config import resolve_source
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

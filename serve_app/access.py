@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from contracts import metrics
+from contracts.config import AuthConfig
+from contracts.errors import AuthenticationError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
 from deployments.state.keys import ApiKey, KeyStore
 from deployments.state.ratelimit import RateLimiter
-from serve_app import metrics
-from serve_app.config import AuthConfig
-from serve_app.errors import AuthenticationError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
 
 
 class AccessControl:

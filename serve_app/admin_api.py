@@ -7,11 +7,11 @@ import asyncio
 
 from fastapi import Request
 
+from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from deployments.adapters import serves_merged
 from deployments.model_server import deployment_name
 from serve_app import serve_control, weights_roll
 from serve_app.api_app import app
-from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUpdateRequest, WeightsRequest
 
 

@@ -10,11 +10,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from deployments.model_server import DEFAULT_ENGINE, ModelServer, deployment_name
-from deployments.polish import Polish
-from deployments.router import Router
-from deployments.sentiment import Sentiment
-from serve_app.config import (
+from contracts.config import (
     AppConfig,
     ConfigError,
     DeploymentOptions,
@@ -22,6 +18,10 @@ from serve_app.config import (
     check_local_sources,
     parse_config,
 )
+from deployments.model_server import DEFAULT_ENGINE, ModelServer, deployment_name
+from deployments.polish import Polish
+from deployments.router import Router
+from deployments.sentiment import Sentiment
 from serve_app.ingress import Ingress
 
 # Defaults every deployment starts from; a deployment's own options are merged over these.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from serve_app.config import ConfigError, load_config, models_home
+from contracts.config import ConfigError, load_config, models_home
 
 DEFAULT_CONFIG = Path("configs/local.yaml")
 

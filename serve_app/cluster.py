@@ -10,8 +10,8 @@ from typing import Any
 import ray
 import yaml
 
+from contracts.config import AppConfig, ConfigError
 from serve_app.builder import deployment_specs
-from serve_app.config import AppConfig, ConfigError
 from serve_app.serve_config import build_serve_config
 
 GIB = 1 << 30

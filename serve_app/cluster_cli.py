@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from serve_app.config import load_config
+from contracts.config import load_config
 
 
 def _build_config(args: argparse.Namespace) -> int:

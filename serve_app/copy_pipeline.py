@@ -15,15 +15,15 @@ from dataclasses import asdict, dataclass, field
 
 from ray.serve.handle import DeploymentHandle
 
+from contracts.config import QualityConfig
+from contracts.errors import NotFoundError
+from deployments import model_calls
 from deployments.adapters import AdapterRef
 from deployments.generation import Completion, GenerationRequest, SamplingOptions
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan, Router
 from deployments.state.cache import cache_key_material
 from deployments.state.sessions import SessionStore
-from serve_app import model_calls
-from serve_app.config import QualityConfig
-from serve_app.errors import NotFoundError
 from serve_app.protocol import CopyRequest, CopyResponse, CopySampling, RevisionRequest, Timings, Usage
 
 RETRY_MIN_TEMPERATURE = 0.7  # at temperature 0 another seed would give the same text
@@ -31,7 +31,6 @@ RETRY_MIN_TEMPERATURE = 0.7  # at temperature 0 another seed would give the same
 
 @dataclass
 class Attempt:
-    number: int
     completion: Completion
     drafts: list[Draft]
     timings: dict = field(default_factory=dict)
@@ -101,10 +100,10 @@ class CopyPipeline:
             sampling=SamplingOptions(n=body.n, temperature=temperature, top_p=body.top_p, seed=seed,
                                      max_tokens=body.max_tokens or plan.max_tokens))
 
-    async def postprocess(self, number: int, completion: Completion, plan: CopyPlan, enabled: bool) -> Attempt:
+    async def postprocess(self, completion: Completion, plan: CopyPlan, enabled: bool) -> Attempt:
         drafts = [Draft(t.strip(), plan.language, plan.route.industry, r)
                   for t, r in zip(completion.texts, completion.finish_reasons, strict=True)]
-        attempt = Attempt(number, completion, drafts)
+        attempt = Attempt(completion, drafts)
         if not enabled:
             return attempt
         started = time.perf_counter()
@@ -125,7 +124,7 @@ class CopyPipeline:
         for number in range(1, plan.quality.max_retries + 2):
             completion = await model_calls.generate(self.models[plan.route.model],
                                                     self.generation(body, plan, request_id, number))
-            attempts.append(await self.postprocess(number, completion, plan, body.postprocess))
+            attempts.append(await self.postprocess(completion, plan, body.postprocess))
             if self.accepted(attempts[-1], plan, body.postprocess):
                 break
         return self.response(body, plan, attempts, request_id, received)
@@ -142,7 +141,7 @@ class CopyPipeline:
                 else:
                     for d in item:
                         yield {"type": "delta", "attempt": number, "index": d.index, "text": d.text}
-            attempts.append(await self.postprocess(number, completion, plan, body.postprocess))
+            attempts.append(await self.postprocess(completion, plan, body.postprocess))
             if self.accepted(attempts[-1], plan, body.postprocess):
                 break
             if number <= plan.quality.max_retries:

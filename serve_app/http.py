@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayError
 
-from serve_app.errors import CopyServeError, InvalidRequestError, PayloadTooLargeError, to_error_body
+from contracts.errors import CopyServeError, InvalidRequestError, PayloadTooLargeError, to_error_body
 
 REQUEST_ID_HEADER = "x-request-id"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -14,6 +14,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from contracts import metrics
+from contracts.config import AppConfig
+from contracts.errors import ConflictError, InvalidRequestError, NotFoundError
+from deployments import model_calls
 from deployments.adapters import AdapterRef, AdapterRegistry, serves_merged
 from deployments.generation import Completion, GenerationRequest
 from deployments.merged_weights import ActiveWeights
@@ -24,13 +28,10 @@ from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app import metrics, model_calls
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
 from serve_app.api_app import WEB_DIR, app
-from serve_app.config import AppConfig
 from serve_app.copy_pipeline import CopyPipeline
-from serve_app.errors import ConflictError, InvalidRequestError, NotFoundError
 from serve_app.http import SSE_HEADERS, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
 from serve_app.protocol import (

@@ -12,8 +12,8 @@ from typing import Any
 
 from ray.serve.schema import ServeDeploySchema
 
+from contracts.config import AppConfig
 from serve_app.builder import deployment_specs
-from serve_app.config import AppConfig
 
 APP_IMPORT_PATH = "serve_app.builder:app_builder"
 

@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 
+from contracts.config import AppConfig
 from deployments.adapters import AdapterRef
 from deployments.merged_weights import weights_env
 from deployments.model_server import deployment_name
 from serve_app import serve_control
-from serve_app.config import AppConfig
 
 logger = logging.getLogger("copyserve.weights_roll")
 SURGE_SETTLE_TIMEOUT_S = 3600  # a surge replica waiting for a free GPU may take the cluster autoscaler a while

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from contracts.config import ModelConfig
 from deployments.engines.base import EngineStep, LLMEngine
 from deployments.generation import Delta, GenerationRequest
-from serve_app.config import ModelConfig
 
 
 class FakeEngine(LLMEngine):

@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from contracts.config import ModelConfig
 from deployments.generation import Delta, GenerationRequest
-from serve_app.config import ModelConfig
 
 
 @dataclass

@@ -17,12 +17,12 @@ from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
+from contracts.config import ModelConfig
+from contracts.errors import InvalidRequestError, ServiceUnavailableError
 from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
 from deployments.generation import Delta, GenerationRequest
 from deployments.prompts import BUILTIN_DIR
-from serve_app.config import ModelConfig
-from serve_app.errors import InvalidRequestError, ServiceUnavailableError
 
 logger = logging.getLogger("copyserve.engine")
 GIB = 1 << 30

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from contracts.config import CacheConfig
 from deployments.state.store import RedisStore
-from serve_app.config import CacheConfig
 
 
 def cache_key_material(industry: str | None, model: str, adapter: str | None, messages: list[dict],

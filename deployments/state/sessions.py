@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
+from contracts.config import SessionConfig
 from deployments.state.store import RedisStore
-from serve_app.config import SessionConfig
 
 
 class SessionStore:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from serve_app.config import RedisConfig
+from contracts.config import RedisConfig
 
 logger = logging.getLogger("copyserve.redis")
 T = TypeVar("T")
@@ -35,10 +35,6 @@ class RedisStore:
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
-
-    @property
-    def available(self) -> bool:
-        return self.client is not None and self._down_since is None
 
     def status(self) -> str:
         if self.client is None:

@@ -17,12 +17,12 @@ import ray
 import redis
 from ray import serve
 
+from contracts.config import load_config, models_home
 from deployments.model_server import deployment_name
 from deployments.state.keys import KeyStore
 from deployments.state.store import RedisStore
 from finetune.embedded_models import prepare
 from serve_app import serve_control
-from serve_app.config import load_config, models_home
 from serve_app.serve_config import build_serve_config
 from tests.integration.helpers import free_port
 

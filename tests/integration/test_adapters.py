@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from contracts.config import models_home
 from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
 from finetune.train import train
-from serve_app.config import models_home
 from tests.integration.helpers import write_dataset
 
 ROWS = [(f"Travel mug {i}", "leak-proof|hot", f"Mug {i} keeps coffee hot for hours. Leak-proof lid. Buy now.")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from serve_app.config import load_config
+from contracts.config import load_config
 from serve_app.serve_config import build_serve_config
 from tests.integration.ray_cluster import BIN, LocalCluster
 

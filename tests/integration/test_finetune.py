@@ -2,10 +2,10 @@
 
 import json
 
+from contracts.config import models_home
 from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
 from finetune.train import MANIFEST, train
-from serve_app.config import models_home
 from tests.integration.helpers import write_dataset
 
 ROWS = [(f"Travel mug {i}", "leak-proof|keeps coffee hot",

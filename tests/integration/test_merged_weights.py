@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
+from contracts.config import models_home
 from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
 from finetune.train import train
-from serve_app.config import models_home
 from tests.integration.helpers import write_dataset
 
 pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite

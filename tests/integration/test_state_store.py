@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
+from contracts.config import CacheConfig, RedisConfig, SessionConfig
 from deployments.state.cache import ResponseCache, cache_key_material
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app.config import CacheConfig, RedisConfig, SessionConfig
 
 
 @pytest.fixture

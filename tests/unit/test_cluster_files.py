@@ -9,9 +9,9 @@ import pytest
 import ray
 import yaml
 
+from contracts.config import ConfigError, load_config, parse_config
 from serve_app.builder import deployment_specs
 from serve_app.cluster import build_rayservice, capacity_problems, load_cluster, replica_demand
-from serve_app.config import ConfigError, load_config, parse_config
 from serve_app.serve_config import build_serve_config
 
 ROOT = Path(__file__).resolve().parents[2]

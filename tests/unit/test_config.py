@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app.config import ConfigError, check_local_sources, load_config, models_home, parse_config
+from contracts.config import ConfigError, check_local_sources, load_config, models_home, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

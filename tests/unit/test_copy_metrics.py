@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app import metrics
+from contracts import metrics
 
 PAYLOAD = {"industry": "ecommerce", "model": "smollm2", "adapter": None, "attempts": 2,
            "timings": {"first_token_ms": 210.5}, "usage": {"completion_tokens": 12},

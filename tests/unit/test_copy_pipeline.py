@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
+from contracts.config import PolishConfig, QualityConfig
 from deployments.generation import Completion, Delta, GenerationRequest
 from deployments.polish import Polish
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan
-from serve_app.config import PolishConfig, QualityConfig
 from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline
 from serve_app.protocol import CopyRequest, CopyResponse
 from tests.fakes import FakeMethod
@@ -214,7 +214,7 @@ async def test_retries_offset_a_given_seed_and_keep_a_higher_temperature():
 
 def test_attempt_without_sentiment_scores_zero():
     completion = Completion(model="m", texts=["a"], finish_reasons=["stop"], prompt_tokens=1, completion_tokens=1)
-    attempt = Attempt(1, completion, [Draft("a", "en")])
+    attempt = Attempt(completion, [Draft("a", "en")])
     assert attempt.score == 0.0 and attempt.best == 0
 
 

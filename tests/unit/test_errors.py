@@ -7,7 +7,7 @@ import pickle
 import pytest
 from ray.exceptions import RayActorError, RayTaskError
 
-from serve_app.errors import (
+from contracts.errors import (
     AuthenticationError,
     CopyServeError,
     InvalidRequestError,

@@ -62,9 +62,9 @@ def test_split_is_seeded_and_keeps_both_sides(tmp_path):
 def test_encode_masks_the_prompt(tmp_path):
     from transformers import AutoTokenizer
 
+    from contracts.config import models_home
     from deployments.prompts import TemplateLibrary
     from finetune.embedded_models import prepare
-    from serve_app.config import models_home
 
     folder = prepare(models_home(), ("smollm2-135m-instruct",))["smollm2-135m-instruct"]
     tokenizer = AutoTokenizer.from_pretrained(folder)

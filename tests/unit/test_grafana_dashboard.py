@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ray.util.metrics import Metric
 
-from serve_app import metrics
+from contracts import metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "configs/grafana/copyserve.json"
 SERIES = re.compile(r"\bray_[A-Za-z0-9_]+")

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from serve_app.errors import NotFoundError
+from contracts.errors import NotFoundError
 from serve_app.http import RequestContextMiddleware, install_error_handlers, sse, sse_stream
 from serve_app.protocol import ChatCompletionRequest
 

@@ -7,9 +7,9 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import BackPressureError
 
+from contracts.errors import InvalidRequestError, OverloadedError, ServiceUnavailableError, to_error_body
+from deployments import model_calls
 from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
-from serve_app import model_calls
-from serve_app.errors import InvalidRequestError, OverloadedError, ServiceUnavailableError, to_error_body
 from tests.fakes import FakeMethod
 
 GEN = GenerationRequest(request_id="r1", sampling=SamplingOptions(), prompt="hi")

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from contracts.config import ModelConfig
 from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
 from deployments.model_server import ModelServer, load_engine_class
-from serve_app.config import ModelConfig
 from tests.fakes import FakeEngine
 
 # ModelServer.__del__ is async (Serve awaits it at replica shutdown); plain garbage collection here only

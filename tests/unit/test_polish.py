@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import yaml
 
+from contracts.config import PolishConfig
 from deployments.generation import Completion, GenerationRequest
 from deployments.polish import PROMPT_FILE, Polish
 from deployments.postprocess import Draft
-from serve_app.config import PolishConfig
 from tests.fakes import FakeMethod
 
 EDIT_KEYS = {"rule", "before", "after", "start", "flagged", "why"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.config import parse_config
+from contracts.errors import InvalidRequestError, NotFoundError
 from deployments.prompts import TemplateLibrary
 from deployments.router import RoutePlan, Router
-from serve_app.config import parse_config
-from serve_app.errors import InvalidRequestError, NotFoundError
 
 CONFIG = {
     "server": {"default_language": "en"},

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from contracts.config import ConfigError, load_config, parse_config
 from serve_app.builder import deployment_specs
-from serve_app.config import ConfigError, load_config, parse_config
 from serve_app.serve_config import APP_IMPORT_PATH, build_serve_config
 from serve_app.serve_control import DeployError, with_other_apps, with_replica_env
 

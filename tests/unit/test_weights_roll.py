@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from contracts.config import load_config, parse_config
+from contracts.errors import ConflictError
 from deployments.adapters import Adapter, AdapterRef
 from serve_app import serve_control, weights_roll
 from serve_app.admin_api import AdminAPI
-from serve_app.config import load_config, parse_config
-from serve_app.errors import ConflictError
 from serve_app.protocol import WeightsRequest
 from serve_app.serve_config import build_serve_config
 

@@ -18,9 +18,9 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
+from contracts import metrics
+from contracts.errors import OverloadedError, ServiceUnavailableError, unwrap
 from deployments.generation import Completion, GenerationRequest
-from serve_app import metrics
-from serve_app.errors import OverloadedError, ServiceUnavailableError, unwrap
 
 logger = logging.getLogger("copyserve.model_calls")
 ATTEMPTS = 3          # first try + retries on a lost replica
