@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -254,6 +255,15 @@ class RedisConfig(Strict):
     timeout_s: float = Field(0.25, gt=0, le=10, description="Per-call timeout; past it the call fails open.")
     retry_after_s: float = Field(2.0, gt=0, le=600, description="While down, how often to try Redis again.")
     key_prefix: str = Field("copyserve:", min_length=1, description="Prefix of every key this service writes.")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL for logs and banners: a password in it is masked."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
 
 
 class CacheConfig(Strict):

@@ -52,6 +52,11 @@ class NotFoundError(CopyServeError):
     type = "not_found_error"
 
 
+class MethodNotAllowedError(CopyServeError):
+    status_code = 405
+    type = "invalid_request_error"
+
+
 class ConflictError(CopyServeError):
     status_code = 409
     type = "conflict_error"

@@ -3,9 +3,17 @@ Ray handles by pickle and keep the engine library out of the ingress."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from deployments.adapters import AdapterRef
+
+
+def engine_request_id(request_id: str, attempt: int = 1) -> str:
+    """The id a generation has in the engine: the HTTP request id (the client may choose it with
+    X-Request-Id) plus a random suffix. vLLM aborts by id, so a client-chosen id used as is would let
+    one tenant cut another's answer short by sending a failing request under the same id."""
+    return f"{request_id}-{attempt}-{secrets.token_hex(6)}"
 
 
 @dataclass(frozen=True)

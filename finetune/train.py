@@ -101,7 +101,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     checkpoint = config.output / CHECKPOINT / "state.pt"
     start_epoch, step = 0, 0
     if config.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=True)  # tensors and numbers only: a checkpoint runs no code
         set_peft_model_state_dict(model, state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step = state["epoch"], state["step"]

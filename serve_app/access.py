@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Request
 
 from contracts import metrics
 from contracts.config import AuthConfig
-from contracts.errors import AuthenticationError, PermissionDeniedError, RateLimitError, ServiceUnavailableError
+from contracts.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from deployments.state.keys import ApiKey, KeyStore
-from deployments.state.ratelimit import RateLimiter
+from deployments.state.ratelimit import RateLimiter, Reservation
 
 
 class AccessControl:
@@ -34,18 +44,70 @@ class AccessControl:
         await self._admit(key)
         return key
 
-    async def _admit(self, key: ApiKey) -> None:
+    def _limits(self, key: ApiKey) -> tuple[int | None, int | None]:
         role = self.config.rate_limits.get(key.role)
-        requests = key.requests_per_window or (role.requests_per_window if role else None)
-        tokens = key.tokens_per_window or (role.tokens_per_window if role else None)
-        decision = await self.limiter.admit(key.id, requests, tokens)
+        return (key.requests_per_window or (role.requests_per_window if role else None),
+                key.tokens_per_window or (role.tokens_per_window if role else None))
+
+    async def _admit(self, key: ApiKey) -> None:
+        requests, _ = self._limits(key)
+        decision = await self.limiter.admit(key.id, requests)
         if not decision.admitted:
-            metrics.RATE_LIMITED.inc(tags={"limit": decision.what})
-            limit = requests if decision.what == "requests" else tokens
-            raise RateLimitError(f"rate limit reached: {limit} {decision.what} per {self.config.window_s}s for this "
+            metrics.RATE_LIMITED.inc(tags={"limit": "requests"})
+            raise RateLimitError(f"rate limit reached: {requests} requests per {self.config.window_s}s for this "
                                  f"key; retry in {decision.retry_after_s}s", decision.retry_after_s)
 
-    async def charge(self, key: ApiKey | None, usage: dict | None) -> None:
-        """Count the tokens a request used against its key's token limit."""
-        if key is not None and usage:
-            await self.limiter.record_tokens(key.id, int(usage.get("total_tokens", 0)))
+    async def reserve(self, key: ApiKey | None, tokens: int) -> Reservation | None:
+        """Hold ``tokens`` (``n × max_tokens``: the most a request may generate) against the key's token
+        limit; 429 when they do not fit in the window now, 400 when they never could."""
+        if key is None:
+            return None
+        _, limit = self._limits(key)
+        if limit is not None and tokens > limit:
+            raise InvalidRequestError(f"this request may generate up to {tokens} tokens (n × max_tokens), more than "
+                                      f"this key's limit of {limit} tokens per {self.config.window_s}s; "
+                                      "lower max_tokens or n", "max_tokens")
+        decision, reservation = await self.limiter.reserve(key.id, limit, tokens)
+        if not decision.admitted:
+            metrics.RATE_LIMITED.inc(tags={"limit": "tokens"})
+            raise RateLimitError(f"rate limit reached: {limit} tokens per {self.config.window_s}s for this key "
+                                 f"(this request reserves {tokens}); retry in {decision.retry_after_s}s",
+                                 decision.retry_after_s)
+        return reservation
+
+    async def settle(self, reservation: Reservation | None, usage: dict | None, model: str,
+                     adapter: str | None) -> None:
+        """Charge what a request used, in place of its reservation."""
+        if reservation is not None:
+            await self.limiter.settle(reservation, int((usage or {}).get("total_tokens", 0)),
+                                      f"{model}|{adapter or '-'}")
+
+    @asynccontextmanager
+    async def metered(self, key: ApiKey | None, tokens: int) -> AsyncIterator[Reservation | None]:
+        """A reservation for the body of the block, which settles it with the real usage. If the block fails,
+        the reservation is released (an error is not charged); if the client goes away (cancelled, or a
+        stream closed early) it stays charged in full: the engine may have decoded all of it, and cutting
+        a request must not make it free."""
+        reservation = await self.reserve(key, tokens)
+        try:
+            yield reservation
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException:
+            if reservation is not None and not reservation.settled:
+                await asyncio.shield(self.limiter.settle(reservation, 0, "-"))
+            raise
+
+    async def usage(self, key: ApiKey) -> dict:
+        """A key's own use in the current window, for ``GET /v1/usage``."""
+        try:
+            used = await self.limiter.usage(key.id)
+        except ConnectionError as err:
+            raise ServiceUnavailableError(str(err)) from None
+        requests_limit, tokens_limit = self._limits(key)
+        rows = [{"model": label.partition("|")[0], "adapter": None if label.endswith("|-") else label.partition("|")[2],
+                 **counts} for label, counts in sorted(used["by_label"].items())]
+        return {"object": "usage", "key_id": key.id, "window_s": self.config.window_s,
+                "limits": {"requests": requests_limit, "tokens": tokens_limit},
+                "requests": sum(r["requests"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
+                "reserved_tokens": used["reserved_tokens"], "by_model": rows}

@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
               "`Authorization: Bearer <key>`")
     else:
         print("  auth: OFF (auth.enabled: false in the config) - anyone who can reach this port can use it")
-    print(f"  redis: {config.redis.url if config.redis.enabled else 'disabled'}"
+    print(f"  redis: {config.redis.safe_url if config.redis.enabled else 'disabled'}"
           f" (cache {'on' if config.cache.enabled else 'off'}, ttl {config.cache.ttl_s}s)")
     print(f"  try: curl -s {url}/v1/copy -H 'Content-Type: application/json' "
           """-d '{"industry": "ecommerce", "product": "insulated water bottle", "keywords": ["leak-proof"]}'""")
@@ -108,7 +108,7 @@ def _keys(args: argparse.Namespace) -> int:
             elif args.action == "list":
                 listed = await keys.list()
                 if listed is None:
-                    raise ConnectionError(f"redis at {config.redis.url} is unavailable")
+                    raise ConnectionError(f"redis at {config.redis.safe_url} is unavailable")
                 for k in listed:
                     state = "revoked" if k.revoked else "active"
                     print(f"{k.id}\t{k.role}\t{state}\t{time.strftime('%Y-%m-%d %H:%M', time.localtime(k.created))}"
@@ -116,7 +116,7 @@ def _keys(args: argparse.Namespace) -> int:
             else:
                 revoked = await keys.revoke(args.key_id)
                 if revoked is None:
-                    raise ConnectionError(f"redis at {config.redis.url} is unavailable")
+                    raise ConnectionError(f"redis at {config.redis.safe_url} is unavailable")
                 print(f"revoked {args.key_id}" if revoked else f"no key {args.key_id}")
                 return 0 if revoked else 1
             return 0

@@ -19,7 +19,7 @@ from contracts.config import QualityConfig
 from contracts.errors import NotFoundError
 from deployments import model_calls
 from deployments.adapters import AdapterRef
-from deployments.generation import Completion, GenerationRequest, SamplingOptions
+from deployments.generation import Completion, GenerationRequest, SamplingOptions, engine_request_id
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan, Router
 from deployments.state.cache import cache_key_material
@@ -58,9 +58,9 @@ class CopyPipeline:
         return await self.router.plan_copy(body.industry, body.product, body.keywords, body.tone,
                                                   body.length, body.language)
 
-    async def plan_revision(self, body: RevisionRequest) -> CopyPlan:
+    async def plan_revision(self, body: RevisionRequest, owner: str | None) -> CopyPlan:
         """The session's conversation plus the new instruction, on the model that wrote the copy."""
-        session = await self.sessions.load(body.session_id)
+        session = await self.sessions.load("copy", owner, body.session_id)
         if session is None:
             raise NotFoundError(f"session {body.session_id!r} not found: it expired, never started (send "
                                 "session_id with /v1/copy first), or the session store is unavailable", "session_id")
@@ -70,10 +70,11 @@ class CopyPipeline:
         return CopyPlan(RoutePlan(model=meta["model"], industry=meta["industry"]), meta["language"], messages,
                         meta["max_tokens"], QualityConfig(), adapter)
 
-    async def remember(self, session_id: str, plan: CopyPlan, payload: dict) -> None:
+    async def remember(self, owner: str | None, session_id: str, plan: CopyPlan, payload: dict) -> None:
         meta = {"model": plan.route.model, "industry": plan.route.industry, "language": plan.language,
                 "max_tokens": plan.max_tokens, "adapter": asdict(plan.adapter) if plan.adapter else None}
-        await self.sessions.save(session_id, meta, [*plan.messages, {"role": "assistant", "content": payload["text"]}])
+        messages = [*plan.messages, {"role": "assistant", "content": payload["text"]}]
+        await self.sessions.save("copy", owner, session_id, meta, messages)
 
     @staticmethod
     def cache_material(body: CopyRequest, plan: CopyPlan, weights: str | None = None) -> str | None:
@@ -95,7 +96,7 @@ class CopyPipeline:
             seed = (seed if seed is not None else random.randrange(2**31)) + attempt
             temperature = max(temperature, RETRY_MIN_TEMPERATURE)
         return GenerationRequest(
-            request_id=request_id if attempt == 1 else f"{request_id}-{attempt}", messages=tuple(plan.messages),
+            request_id=engine_request_id(request_id, attempt), messages=tuple(plan.messages),
             adapter=plan.adapter,
             sampling=SamplingOptions(n=body.n, temperature=temperature, top_p=body.top_p, seed=seed,
                                      max_tokens=body.max_tokens or plan.max_tokens))

@@ -10,8 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayError
+from starlette.exceptions import HTTPException
 
-from contracts.errors import CopyServeError, InvalidRequestError, PayloadTooLargeError, to_error_body
+from contracts.errors import (
+    CopyServeError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    to_error_body,
+)
 
 REQUEST_ID_HEADER = "x-request-id"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -50,6 +58,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         message, param = _validation_message(exc)
         return error_response(InvalidRequestError(message, param), request_id_of(request))
+
+    @app.exception_handler(HTTPException)
+    async def _routing(request: Request, exc: HTTPException):
+        # FastAPI's own answers (no such path, wrong method) in our error shape, with what to do instead.
+        if exc.status_code == 404:
+            error = NotFoundError(f"no endpoint at {request.url.path}; the API is under /v1 (see /docs)")
+        elif exc.status_code == 405:
+            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "see /docs")
+            error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}")
+        else:
+            error = InvalidRequestError(str(exc.detail))
+        return error_response(error, request_id_of(request))
 
     @app.exception_handler(CopyServeError)
     async def _known(request: Request, exc: CopyServeError):

@@ -23,7 +23,7 @@ from deployments.generation import Completion, GenerationRequest
 from deployments.merged_weights import ActiveWeights
 from deployments.router import Router
 from deployments.state.cache import ResponseCache
-from deployments.state.keys import KeyStore
+from deployments.state.keys import ApiKey, KeyStore
 from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
@@ -44,6 +44,11 @@ from serve_app.protocol import (
 
 HEALTH_TIMEOUT_S = 5.0
 
+
+
+def owner_of(key: ApiKey | None) -> str | None:
+    """Whose sessions and usage a request reaches: its key's (None when auth is off)."""
+    return key.id if key else None
 
 
 def server_timing(cache_s: float) -> dict[str, str]:
@@ -105,36 +110,44 @@ class Ingress(AdminAPI):
                 await self.cache.put(cache_key, payload)
                 cache_s += time.perf_counter() - started
             if body.session_id:
-                await self.pipeline.remember(body.session_id, plan, payload)
-            await self.access.charge(key, payload["usage"])
+                await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
             metrics.record_copy(payload, "miss" if cache_key else "off", time.monotonic() - received)
 
-        return await self._run(body, plan, request_id, received, finish, lambda: cache_s)
+        return await self._run(body, plan, key, request_id, received, finish, lambda: cache_s)
 
     @app.post("/v1/copy/revise", response_model=CopyResponse)
     async def revise(self, body: RevisionRequest, request: Request):
         key = await self.access.check(request)
         received, request_id = time.monotonic(), request_id_of(request)
-        plan = await self.pipeline.plan_revision(body)
+        plan = await self.pipeline.plan_revision(body, owner_of(key))
 
         async def finish(payload: dict) -> None:
-            await self.pipeline.remember(body.session_id, plan, payload)
-            await self.access.charge(key, payload["usage"])
+            await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
             metrics.record_copy(payload, "off", time.monotonic() - received)
 
-        return await self._run(body, plan, request_id, received, finish)
+        return await self._run(body, plan, key, request_id, received, finish)
 
-    async def _run(self, body, plan, request_id: str, received: float, finish, cache_s=lambda: 0.0) -> Response:
-        if not body.stream:
-            payload = await self.pipeline.run(body, plan, request_id, received)
+    async def _run(self, body, plan, key: ApiKey | None, request_id: str, received: float, finish,
+                   cache_s=lambda: 0.0) -> Response:
+        """Generate (whole or streamed) under a token reservation of ``n × max_tokens``, settled at the end."""
+        reserve = body.n * (body.max_tokens or plan.max_tokens)
+
+        async def done(payload: dict, reservation) -> None:
+            await self.access.settle(reservation, payload["usage"], payload["model"], payload["adapter"])
             await finish(payload)
+
+        if not body.stream:
+            async with self.access.metered(key, reserve) as reservation:
+                payload = await self.pipeline.run(body, plan, request_id, received)
+                await done(payload, reservation)
             return JSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
 
         async def events():
-            async for event in self.pipeline.stream(body, plan, request_id, received):
-                if event["type"] == "final":
-                    await finish({k: v for k, v in event.items() if k != "type"})
-                yield event
+            async with self.access.metered(key, reserve) as reservation:
+                async for event in self.pipeline.stream(body, plan, request_id, received):
+                    if event["type"] == "final":
+                        await done({k: v for k, v in event.items() if k != "type"}, reservation)
+                    yield event
 
         return await self._answer(body, events(), request_id, "miss")
 
@@ -158,29 +171,28 @@ class Ingress(AdminAPI):
         key = await self.access.check(request)
         history = []
         if body.session_id:
-            session = await self.sessions.load(body.session_id)
+            session = await self.sessions.load("chat", owner_of(key), body.session_id)
             history = session["messages"] if session else []
-        generation = chat_generation(body, request_id_of(request), history)
+        request_id = request_id_of(request)
+        generation = chat_generation(body, request_id, history)
 
         async def finish(completion: Completion) -> None:
             if body.session_id:
                 reply = {"role": "assistant", "content": completion.texts[0]}
-                await self.sessions.save(body.session_id, {"model": body.model}, [*generation.messages, reply])
-            await self.access.charge(key, usage(completion))
+                await self.sessions.save("chat", owner_of(key), body.session_id, {"model": body.model},
+                                         [*generation.messages, reply])
 
-        return await self._openai(body, generation, OpenAIFormatter("chat", generation.request_id,
-                                                                    self._include_usage(body)), finish)
+        return await self._openai(body, key, generation, OpenAIFormatter("chat", request_id,
+                                                                         self._include_usage(body)), finish)
 
     @app.post("/v1/completions")
     async def completions(self, body: CompletionRequest, request: Request):
         key = await self.access.check(request)
-        generation = completion_generation(body, request_id_of(request))
+        request_id = request_id_of(request)
+        generation = completion_generation(body, request_id)
 
-        async def finish(completion: Completion) -> None:
-            await self.access.charge(key, usage(completion))
-
-        return await self._openai(body, generation, OpenAIFormatter("text", generation.request_id,
-                                                                    self._include_usage(body)), finish)
+        return await self._openai(body, key, generation, OpenAIFormatter("text", request_id,
+                                                                         self._include_usage(body)))
 
     @staticmethod
     def _include_usage(body) -> bool:
@@ -208,28 +220,39 @@ class Ingress(AdminAPI):
         active = await self.active_weights.get(model)
         return active.tag if active else None
 
-    async def _openai(self, body, generation: GenerationRequest, fmt: OpenAIFormatter, finish):
+    async def _openai(self, body, key: ApiKey | None, generation: GenerationRequest, fmt: OpenAIFormatter,
+                      finish=None):
         # `model` may name an adapter too: "<route or model>:<adapter>".
         target, _, adapter_name = body.model.partition(":")
         plan = await self.router.resolve(target)
         adapter_name = adapter_name or plan.adapter
         if adapter_name:
             generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
+        reserve = body.n * (body.max_tokens or self.config.model(plan.model).default_max_tokens)
+
+        async def done(completion: Completion, reservation) -> None:
+            await self.access.settle(reservation, usage(completion), completion.model,
+                                     generation.adapter.tag if generation.adapter else completion.weights)
+            if finish is not None:
+                await finish(completion)
+
         if not body.stream:
-            completion = await model_calls.generate(self.models[plan.model], generation)
-            await finish(completion)
+            async with self.access.metered(key, reserve) as reservation:
+                completion = await model_calls.generate(self.models[plan.model], generation)
+                await done(completion, reservation)
             return fmt.response(completion)
 
         async def events() -> AsyncIterator[dict]:
-            async for item in model_calls.stream(self.streaming[plan.model], generation):
-                if isinstance(item, Completion):
-                    await finish(item)
-                    for chunk in fmt.closing_chunks(item):
-                        yield chunk
-                else:
-                    yield fmt.delta_chunk(plan.model, item)
+            async with self.access.metered(key, reserve) as reservation:
+                async for item in model_calls.stream(self.streaming[plan.model], generation):
+                    if isinstance(item, Completion):
+                        await done(item, reservation)
+                        for chunk in fmt.closing_chunks(item):
+                            yield chunk
+                    else:
+                        yield fmt.delta_chunk(plan.model, item)
 
-        return await self._sse(events(), generation.request_id, done_marker=True)
+        return await self._sse(events(), fmt.request_id, done_marker=True)
 
     @staticmethod
     async def _sse(events: AsyncIterator[dict], request_id: str, done_marker: bool,
@@ -275,6 +298,14 @@ class Ingress(AdminAPI):
                                                                 "base_model": a.base_model, "rank": a.rank,
                                                                 "adapter_kind": a.kind}})
         return {"object": "list", "data": data}
+
+    @app.get("/v1/usage")
+    async def key_usage(self, request: Request):
+        """The calling key's own requests and tokens in the current rate-limit window, by model and adapter."""
+        key = await self.access.check(request)
+        if key is None:
+            raise InvalidRequestError("usage is kept per API key, and API keys are off here (auth.enabled: false)")
+        return await self.access.usage(key)
 
     @app.get("/healthz")
     async def healthz(self):

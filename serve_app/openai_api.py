@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
+from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions, engine_request_id
 from serve_app.protocol import ChatCompletionRequest, CompletionRequest, OpenAISampling
 
 
@@ -19,11 +19,11 @@ def chat_generation(req: ChatCompletionRequest, request_id: str, history: list[d
     # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
     messages = tuple(history) + tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                                       for m in req.messages)
-    return GenerationRequest(request_id=request_id, sampling=_sampling(req), messages=messages)
+    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req), messages=messages)
 
 
 def completion_generation(req: CompletionRequest, request_id: str) -> GenerationRequest:
-    return GenerationRequest(request_id=request_id, sampling=_sampling(req), prompt=req.prompt)
+    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req), prompt=req.prompt)
 
 
 def usage(c: Completion) -> dict:
@@ -35,7 +35,7 @@ class OpenAIFormatter:
     """Builds response objects for one request of either endpoint (``chat`` or ``text`` completions)."""
 
     def __init__(self, kind: str, request_id: str, include_usage: bool = False):
-        self.chat = kind == "chat"
+        self.chat, self.request_id = kind == "chat", request_id
         self.base = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{request_id}",
                      "object": "chat.completion" if self.chat else "text_completion", "created": int(time.time())}
         self.include_usage = include_usage

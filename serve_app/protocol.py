@@ -118,13 +118,27 @@ class OpenAISampling(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=8)
     max_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # the range torch's generator takes
     stop: list[str] = Field(default_factory=list, description="Up to 4 stop strings (a single string is fine).")
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # OpenAI fields copyserve does not serve yet: refused when they ask for something, never silently dropped.
+    logprobs: bool | int | None = Field(None, description="Not served yet: 400 unless false/null.")
+    top_logprobs: int | None = Field(None, description="Not served yet: 400 unless 0/null.")
+    logit_bias: dict | None = Field(None, description="Not served yet: 400 unless empty/null.")
+    response_format: dict | None = Field(None, description='Not served yet: 400 unless {"type": "text"}.')
+    tools: list | None = Field(None, description="Not served yet: 400 unless empty/null.")
+    tool_choice: str | dict | None = Field(None, description='Not served yet: 400 unless "none"/null.')
+
+    @field_validator("logprobs", "top_logprobs", "logit_bias", "response_format", "tools", "tool_choice")
+    @classmethod
+    def _unserved(cls, value: object, info) -> object:
+        if value in (None, False, 0, {}, [], "none", {"type": "text"}):
+            return value
+        raise ValueError(f"{info.field_name} is not served by copyserve yet; leave it out")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -152,6 +166,16 @@ class CompletionRequest(OpenAISampling):
     prompt: str | list[str] = Field(..., description="One prompt (a list of exactly one is accepted).")
     temperature: float = Field(1.0, ge=0, le=2)
     max_tokens: int | None = Field(16, ge=1)
+    echo: bool = Field(False, description="Not served yet: 400 unless false.")
+    best_of: int | None = Field(None, description="Not served yet: 400 unless 1/null.")
+    suffix: str | None = Field(None, description="Not served yet: 400 unless empty/null.")
+
+    @field_validator("echo", "best_of", "suffix")
+    @classmethod
+    def _unserved_here(cls, value: object, info) -> object:
+        if not value or (info.field_name == "best_of" and value == 1):
+            return value
+        raise ValueError(f"{info.field_name} is not served by copyserve yet; leave it out")
 
     @field_validator("prompt")
     @classmethod

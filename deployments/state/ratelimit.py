@@ -1,17 +1,18 @@
 """Per-key rate limits over a sliding window, atomic in Redis (one Lua script) so that every
-ingress replica shares them. Requests are checked before the work, tokens recorded after it."""
+ingress replica shares them. Requests are counted before the work; tokens are reserved before it
+and settled after it."""
 
 from __future__ import annotations
 
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deployments.state.store import RedisStore
 
-# KEYS[1]: sorted set of "<id>:<cost>" scored by time in ms. ARGV: now_ms, window_ms, limit, cost.
-# cost > 0: admit and record when the window's total + cost fits. cost == 0: admit while total < limit.
+# KEYS[1]: sorted set of "<member>:<cost>" scored by time in ms. ARGV: now_ms, window_ms, limit, cost, member.
+# Admits and records the entry when the window's total + cost fits under the limit.
 # Returns {admitted 0/1, ms until the oldest entry leaves the window}.
 ACQUIRE = """
 local key, now, window = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -20,9 +21,8 @@ redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
 local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 local used = 0
 for i = 1, #entries, 2 do used = used + tonumber(string.match(entries[i], ':(%d+)$')) end
-local fits = (cost > 0 and used + cost <= limit) or (cost == 0 and used < limit)
-if fits then
-  if cost > 0 then redis.call('ZADD', key, now, ARGV[5] .. ':' .. cost) end
+if used + cost <= limit then
+  redis.call('ZADD', key, now, ARGV[5] .. ':' .. cost)
   redis.call('PEXPIRE', key, window)
   return {1, 0}
 end
@@ -38,43 +38,91 @@ class Decision:
     what: str = ""
 
 
+@dataclass
+class Reservation:
+    """Tokens held for one request until it settles. ``member`` is its entry in the key's token window."""
+
+    key_id: str
+    member: str
+    tokens: int
+    settled: bool = False
+
+
+UNLIMITED = 2**53  # a window total no key reaches: reservations of keys without a token limit always fit
+
+
 class RateLimiter:
+    """Requests are counted at admission. Tokens are reserved at admission (``n × max_tokens``: what the
+    request may use) and settled to the real count when it ends, so concurrent requests cannot all pass a
+    nearly spent limit, and a request that never completes is not free."""
+
     def __init__(self, store: RedisStore, window_s: int):
         self.store, self.window_ms = store, window_s * 1000
         self._script = store.client.register_script(ACQUIRE) if store.client is not None else None
 
-    async def admit(self, key_id: str, requests_limit: int | None, tokens_limit: int | None) -> Decision:
-        """Both limits in one round trip (a pipeline of the two scripts). As before, a request counts
-        against the request limit even when the token limit then refuses it."""
-        checks = [(kind, limit, cost) for kind, limit, cost in (("requests", requests_limit, 1),
-                                                                 ("tokens", tokens_limit, 0)) if limit is not None]
-        if not checks:
+    def _tokens_key(self, key_id: str) -> str:
+        return self.store.key("rl", "tokens", key_id)
+
+    async def admit(self, key_id: str, requests_limit: int | None) -> Decision:
+        """Count one request against the request limit."""
+        if requests_limit is None:
             return Decision(True)
+        result = await self.store.call(lambda r: self._script(
+            keys=[self.store.key("rl", "requests", key_id)],
+            args=[int(time.time() * 1000), self.window_ms, requests_limit, 1, uuid.uuid4().hex], client=r))
+        if result is None:  # redis down: fail open
+            return Decision(True)
+        admitted, wait_ms = result
+        return Decision(True) if int(admitted) else Decision(False, max(1, math.ceil(int(wait_ms) / 1000)), "requests")
+
+    async def reserve(self, key_id: str, tokens_limit: int | None, tokens: int) -> tuple[Decision, Reservation]:
+        """Hold ``tokens`` in the key's window when they fit under ``tokens_limit``."""
+        reservation = Reservation(key_id, f"{uuid.uuid4().hex}|reserved", tokens)
+        result = await self.store.call(lambda r: self._script(
+            keys=[self._tokens_key(key_id)],
+            args=[int(time.time() * 1000), self.window_ms, tokens_limit or UNLIMITED, max(tokens, 1),
+                  reservation.member], client=r))
+        if result is None:  # redis down: fail open (nothing is held, settling writes nothing)
+            return Decision(True), replace(reservation, settled=True)
+        admitted, wait_ms = result
+        if not int(admitted):
+            return Decision(False, max(1, math.ceil(int(wait_ms) / 1000)), "tokens"), replace(reservation, settled=True)
+        return Decision(True), reservation
+
+    async def settle(self, reservation: Reservation, tokens: int, label: str) -> None:
+        """Replace the reservation by what the request used (0 releases it). ``label`` (model|adapter)
+        is kept with the entry for ``usage``."""
+        if reservation.settled:
+            return
+        reservation.settled = True
         now_ms = int(time.time() * 1000)
 
-        async def run(r):
-            pipe = r.pipeline(transaction=False)
-            for kind, limit, cost in checks:
-                await self._script(keys=[self.store.key("rl", kind, key_id)],
-                                   args=[now_ms, self.window_ms, limit, cost, uuid.uuid4().hex], client=pipe)
-            return await pipe.execute()
+        async def write(r):
+            key = self._tokens_key(reservation.key_id)
+            pipe = r.pipeline(transaction=True)
+            pipe.zrem(key, f"{reservation.member}:{max(reservation.tokens, 1)}")
+            if tokens > 0:
+                pipe.zadd(key, {f"{uuid.uuid4().hex}|{label}:{tokens}": now_ms})
+                pipe.pexpire(key, self.window_ms)
+            await pipe.execute()
 
-        results = await self.store.call(run)
-        if results is None:  # redis down: fail open
-            return Decision(True)
-        for (kind, _, _), (admitted, wait_ms) in zip(checks, results, strict=True):
-            if not int(admitted):
-                return Decision(False, max(1, math.ceil(int(wait_ms) / 1000)), kind)
-        return Decision(True)
+        await self.store.call(write)
 
-    async def record_tokens(self, key_id: str, tokens: int) -> None:
-        if tokens > 0:
-            now_ms = int(time.time() * 1000)
-            member = f"{uuid.uuid4().hex}:{tokens}"
-
-            async def add(r):
-                key = self.store.key("rl", "tokens", key_id)
-                await r.zadd(key, {member: now_ms})
-                await r.pexpire(key, self.window_ms)
-
-            await self.store.call(add)
+    async def usage(self, key_id: str) -> dict:
+        """What a key used in the current window: tokens by label, requests settled, tokens still reserved."""
+        since = int(time.time() * 1000) - self.window_ms
+        entries = await self.store.call(lambda r: r.zrangebyscore(self._tokens_key(key_id), since, "+inf"))
+        if entries is None:
+            raise ConnectionError("redis is unavailable: usage cannot be read")
+        by_label: dict[str, dict] = {}
+        reserved = 0
+        for entry in entries:
+            head, _, count = entry.rpartition(":")
+            label = head.partition("|")[2]
+            if label == "reserved":
+                reserved += int(count)
+                continue
+            row = by_label.setdefault(label, {"requests": 0, "tokens": 0})
+            row["requests"] += 1
+            row["tokens"] += int(count)
+        return {"by_label": by_label, "reserved_tokens": reserved}

@@ -59,7 +59,7 @@ class RedisStore:
             if self._down_since is None:
                 self._down_since = now
                 logger.warning("redis at %s unavailable (%s): serving without cache and shared state",
-                               self.config.url, type(err).__name__)
+                               self.config.safe_url, type(err).__name__)
             return default
         if self._down_since is not None:
             logger.warning("redis is back after %.0fs", now - self._down_since)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 
@@ -16,3 +17,14 @@ def write_dataset(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     """A finetune CSV: product_name, keywords ("a|b"), copy_text."""
     path.write_text("product_name,keywords,copy_text\n" + "".join(f'{p},"{k}",{c}\n' for p, k, c in rows))
     return path
+
+
+def wait_for(predicate, timeout_s: float, every_s: float = 0.5):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout_s`` passes (None)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every_s)
+    return None

@@ -1,21 +1,11 @@
 """A dead vLLM engine fails the replica's health check, shows in /healthz, and Serve replaces it."""
 
-import time
-
 import psutil
 import pytest
 
+from tests.integration.helpers import wait_for
+
 pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
-
-
-def wait_for(predicate, timeout_s: float, every_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    return None
 
 
 def test_killed_engine_is_reported_then_replaced(client, model_handle):

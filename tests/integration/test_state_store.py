@@ -92,24 +92,40 @@ def test_unreachable_redis_fails_open_and_known_keys_survive():
 def test_sliding_window_is_exact_under_concurrency(with_store):
     async def go(store):
         limiter = RateLimiter(store, window_s=2)
-        decisions = await asyncio.gather(*(limiter.admit("k1", 5, None) for _ in range(12)))
+        decisions = await asyncio.gather(*(limiter.admit("k1", 5) for _ in range(12)))
         assert sum(d.admitted for d in decisions) == 5
         assert all(1 <= d.retry_after_s <= 2 for d in decisions if not d.admitted)
-        assert (await limiter.admit("other-key", 5, None)).admitted  # limits are per key
+        assert (await limiter.admit("other-key", 5)).admitted  # limits are per key
         await asyncio.sleep(2.1)
-        assert (await limiter.admit("k1", 5, None)).admitted
+        assert (await limiter.admit("k1", 5)).admitted
     with_store(go)
 
 
-def test_token_limit_counts_recorded_tokens(with_store):
+def test_concurrent_reservations_cannot_overrun_the_token_limit(with_store):
+    """Reservations are atomic: ten requests asking 30 tokens each against a limit of 100 → three pass."""
     async def go(store):
         limiter = RateLimiter(store, window_s=60)
-        assert (await limiter.admit("k", None, 100)).admitted
-        await limiter.record_tokens("k", 60)
-        assert (await limiter.admit("k", None, 100)).admitted
-        await limiter.record_tokens("k", 50)
-        refused = await limiter.admit("k", None, 100)
-        assert not refused.admitted and refused.what == "tokens"
+        results = await asyncio.gather(*(limiter.reserve("k", 100, 30) for _ in range(10)))
+        admitted = [r for d, r in results if d.admitted]
+        assert len(admitted) == 3
+        assert all(d.what == "tokens" and d.retry_after_s >= 1 for d, _ in results if not d.admitted)
+        assert (await limiter.usage("k"))["reserved_tokens"] == 90
+    with_store(go)
+
+
+def test_settling_replaces_the_reservation_with_the_real_use(with_store):
+    async def go(store):
+        limiter = RateLimiter(store, window_s=60)
+        _, big = await limiter.reserve("k", 100, 80)
+        assert not (await limiter.reserve("k", 100, 30))[0].admitted  # 80 held
+        await limiter.settle(big, 12, "m|-")
+        await limiter.settle(big, 99, "m|-")  # settling twice changes nothing
+        decision, small = await limiter.reserve("k", 100, 30)
+        assert decision.admitted
+        await limiter.settle(small, 0, "-")  # released: a failed request costs nothing
+        used = await limiter.usage("k")
+        assert used == {"by_label": {"m|-": {"requests": 1, "tokens": 12}}, "reserved_tokens": 0}
+        assert (await limiter.usage("other"))["by_label"] == {}  # usage is per key
     with_store(go)
 
 
@@ -118,11 +134,15 @@ def test_sessions_keep_system_prompt_and_last_turns(with_store):
         sessions = SessionStore(store, SessionConfig(max_turns=2, ttl_s=60))
         messages = [{"role": "system", "content": "s"}] + [
             {"role": role, "content": f"{role}{i}"} for i in range(5) for role in ("user", "assistant")]
-        assert await sessions.save("abc", {"model": "m"}, messages)
-        loaded = await sessions.load("abc")
+        assert await sessions.save("copy", "key1", "abc", {"model": "m"}, messages)
+        loaded = await sessions.load("copy", "key1", "abc")
         assert loaded["meta"] == {"model": "m"}
         assert [m["content"] for m in loaded["messages"]] == ["s", "user3", "assistant3", "user4", "assistant4"]
-        assert await sessions.load("missing") is None
-        ttl = await store.call(lambda r: r.ttl(store.key("session", "abc")))
+        assert await sessions.load("copy", "key1", "missing") is None
+        # Ids are chosen by clients: another key, or the other kind of session, never reaches this one.
+        assert await sessions.load("copy", "key2", "abc") is None
+        assert await sessions.load("chat", "key1", "abc") is None
+        assert await sessions.load("copy", None, "abc") is None
+        ttl = await store.call(lambda r: r.ttl(store.key("session", "copy", "key1", "abc")))
         assert 0 < ttl <= 60
     with_store(go)

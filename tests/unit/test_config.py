@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contracts.config import ConfigError, check_local_sources, load_config, models_home, parse_config
+from contracts.config import ConfigError, RedisConfig, check_local_sources, load_config, models_home, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -229,3 +229,12 @@ def test_autoscaling_reaches_serve_options():
     assert serve_options["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 2,
                                                    "upscale_delay_s": 30, "downscale_delay_s": 20,
                                                    "look_back_period_s": 30}
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("redis://:s3cret@redis.internal:6380/0", "redis://:***@redis.internal:6380/0"),
+    ("rediss://app:s3cret@redis.internal/1", "rediss://app:***@redis.internal/1"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+])
+def test_redis_password_never_reaches_logs(url, shown):
+    assert RedisConfig(url=url).safe_url == shown

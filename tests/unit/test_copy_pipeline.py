@@ -197,7 +197,8 @@ async def test_retries_use_new_seeds_and_a_warm_temperature_when_request_is_gree
     assert all(r.sampling.temperature >= 0.7 for r in retries)
     seeds = [r.sampling.seed for r in model.requests]
     assert all(isinstance(s, int) for s in seeds[1:]) and len(set(seeds)) == 3
-    assert [r.request_id for r in model.requests] == ["rid", "rid-2", "rid-3"]
+    ids = [r.request_id for r in model.requests]
+    assert [i.rsplit("-", 1)[0] for i in ids] == ["rid-1", "rid-2", "rid-3"]  # + a random suffix each
     assert all(r.messages == tuple(MESSAGES) and r.sampling.top_p == 0.9 and r.sampling.max_tokens == 33
                for r in model.requests)
 

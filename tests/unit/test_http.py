@@ -159,3 +159,18 @@ async def test_sse_stream_turns_late_error_into_event():
     assert out[0] == sse({"a": 1}) == 'data: {"a": 1}\n\n'
     assert '"type": "error"' in out[1] and "gone (request id: rid-1)" in out[1]
     assert out[-1] == "data: [DONE]\n\n"
+
+
+async def test_unknown_path_is_404_in_the_error_shape(client):
+    r = await client.get("/v2/nothing")
+    assert r.status_code == 404
+    err = error_of(r)
+    assert err["type"] == "not_found_error" and "/v2/nothing" in err["message"] and "/v1" in err["message"]
+    assert "detail" not in r.json()
+
+
+async def test_wrong_method_is_405_naming_the_allowed_ones(client):
+    r = await client.get("/items")
+    assert r.status_code == 405
+    err = error_of(r)
+    assert "GET is not allowed on /items" in err["message"] and "POST" in err["message"]

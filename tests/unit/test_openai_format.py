@@ -89,7 +89,8 @@ def test_chat_generation_maps_roles_and_parts():
         ],
     })
     gen = chat_generation(req, "rid")
-    assert gen.request_id == "rid" and gen.prompt is None
+    assert gen.request_id.startswith("rid-1-") and gen.prompt is None
+    assert chat_generation(req, "rid").request_id != gen.request_id  # a client's id never reaches the engine as is
     assert gen.messages == ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world"},
                             {"role": "assistant", "content": "Hi"})
     s = gen.sampling

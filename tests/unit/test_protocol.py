@@ -68,9 +68,39 @@ def test_stop_rejects_too_many_or_empty(stop):
 
 
 def test_chat_ignores_unknown_fields():
-    req = ChatCompletionRequest.model_validate({**CHAT, "logit_bias": {"50256": -100}, "parallel_tool_calls": True})
-    assert not hasattr(req, "logit_bias")
-    assert "logit_bias" not in req.model_dump()
+    req = ChatCompletionRequest.model_validate({**CHAT, "metadata": {"a": 1}, "parallel_tool_calls": True})
+    assert not hasattr(req, "metadata")
+    assert "metadata" not in req.model_dump()
+
+
+@pytest.mark.parametrize("field,value", [("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}),
+                                         ("response_format", {"type": "json_object"}), ("tools", [{"type": "x"}]),
+                                         ("tool_choice", "auto")])
+def test_chat_refuses_known_fields_it_does_not_serve(field, value):
+    """Known OpenAI fields are never silently dropped: a 400 names the field."""
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate({**CHAT, field: value})
+    assert field in error_locs(err) and "not served" in str(err.value)
+
+
+@pytest.mark.parametrize("field,value", [("logprobs", False), ("logprobs", None), ("tools", []),
+                                         ("response_format", {"type": "text"}), ("tool_choice", "none")])
+def test_chat_accepts_the_defaults_of_fields_it_does_not_serve(field, value):
+    assert ChatCompletionRequest.model_validate({**CHAT, field: value})
+
+
+@pytest.mark.parametrize("field,value", [("echo", True), ("best_of", 3), ("suffix", "end")])
+def test_completions_refuse_fields_they_do_not_serve(field, value):
+    with pytest.raises(ValidationError) as err:
+        CompletionRequest.model_validate({"model": "m", "prompt": "p", field: value})
+    assert field in error_locs(err)
+
+
+@pytest.mark.parametrize("seed", [2**70, -(2**64)])
+def test_seed_outside_the_engine_range_is_a_400(seed):
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate({**CHAT, "seed": seed})
+    assert "seed" in error_locs(err)
 
 
 def test_chat_requires_messages():
