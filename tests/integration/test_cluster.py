@@ -92,6 +92,9 @@ def test_model_runs_on_the_node_with_its_resource(cluster, deployed):
     # The rest has no custom resource: nothing pins it, so it is placed wherever Ray finds CPUs.
 
 
+SCALE_DEADLINE_S = 720
+
+
 def test_load_scales_the_model_up_to_max_and_back_to_min(cluster, deployed):
     outcomes, failures = Counter(), []
     heavy, light = threading.Event(), threading.Event()
@@ -126,9 +129,11 @@ def test_load_scales_the_model_up_to_max_and_back_to_min(cluster, deployed):
     for t in threads:
         t.start()
     try:
-        up_s = wait(lambda: running() == 2, 240)
+        # Deadlines are hang guards, not targets: a replica start took ~130 s on a fast day here, and
+        # over 240 s on a slower 2-core box (the up-scale still came; the test asserts that it does).
+        up_s = wait(lambda: running() == 2, SCALE_DEADLINE_S)
         heavy.clear()  # the light client goes on: scale-down must drain, not drop, its requests
-        down_s = wait(lambda: running() == 1 and len(model_replicas(status(cluster)[1])) == 1, 240)
+        down_s = wait(lambda: running() == 1 and len(model_replicas(status(cluster)[1])) == 1, SCALE_DEADLINE_S)
         time.sleep(2)
     finally:
         heavy.clear()
