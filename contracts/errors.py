@@ -86,6 +86,10 @@ class ServiceUnavailableError(CopyServeError):
     headers = {"Retry-After": "1"}
 
 
+class EngineStoppedError(ServiceUnavailableError):
+    """A model replica's engine died. The replica stops itself, so the request can go to a live one."""
+
+
 class OverloadedError(ServiceUnavailableError):
     """A deployment's queue is full (its ``max_queued_requests``): come back after ``retry_after_s``."""
 

@@ -19,7 +19,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from contracts import metrics
-from contracts.errors import OverloadedError, ServiceUnavailableError, unwrap
+from contracts.errors import EngineStoppedError, OverloadedError, ServiceUnavailableError, unwrap
 from deployments.generation import Completion, GenerationRequest
 
 logger = logging.getLogger("copyserve.model_calls")
@@ -32,7 +32,8 @@ class ReplicaLostError(ServiceUnavailableError):
 
 
 def replica_lost(exc: BaseException) -> bool:
-    return isinstance(unwrap(exc), RayActorError)  # ActorDiedError, ActorUnavailableError
+    # ActorDiedError, ActorUnavailableError; or the replica's engine died (the replica then stops itself).
+    return isinstance(unwrap(exc), RayActorError | EngineStoppedError)
 
 
 def _deployment(handle: DeploymentHandle) -> dict[str, str]:

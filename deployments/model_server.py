@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 
 from contracts.config import ModelConfig
-from contracts.errors import quiet_client_errors
+from contracts.errors import EngineStoppedError, quiet_client_errors
 from deployments.coalesce import Coalescer
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
@@ -29,6 +29,10 @@ def deployment_name(model: str) -> str:
     return f"model-{model}"
 
 
+def stop_process() -> None:
+    os._exit(1)  # no cleanup to run: the engine is gone, and Serve starts a replacement
+
+
 def load_engine_class(path: str) -> type[LLMEngine]:
     """``module:Class`` → class; imported lazily so only replicas load vLLM."""
     module, _, name = path.partition(":")
@@ -36,7 +40,16 @@ def load_engine_class(path: str) -> type[LLMEngine]:
 
 
 class ModelServer:
-    """Serves one model. ``generate`` answers whole; ``generate_stream`` yields deltas then a Completion."""
+    """Serves one model. ``generate`` answers whole; ``generate_stream`` yields deltas then a Completion.
+
+    A replica whose engine died stops its own process at once instead of failing requests until Serve's
+    health check (period × failures, ~45 s by default) notices: a replica that fails fast wins most of the
+    routing, so it would take most of the traffic. Its death is immediate news to Serve, which routes to
+    the live replicas and starts a new one; the calls in flight fail as a lost replica, which
+    ``model_calls`` retries elsewhere.
+    """
+
+    stop_replica = staticmethod(stop_process)  # tests replace it
 
     async def __init__(self, model: ModelConfig, engine_cls: str = DEFAULT_ENGINE):
         quiet_client_errors()
@@ -62,7 +75,7 @@ class ModelServer:
         finished = False
         coalescer = Coalescer(self.model.stream_interval_ms / 1000)
         try:
-            async for step in self.engine.generate(request):
+            async for step in self._engine_steps(request):
                 if first_token_s is None and step.completion_tokens:
                     first_token_s = time.monotonic() - started
                 # A step can decode half a multi-byte character: its text is empty until the rest arrives.
@@ -86,6 +99,19 @@ class ModelServer:
             weights=self.weights.tag if self.weights else None,
         )
 
+    async def _engine_steps(self, request: GenerationRequest):
+        try:
+            async for step in self.engine.generate(request):
+                yield step
+        except EngineStoppedError:
+            self._engine_died()
+            raise
+
+    def _engine_died(self) -> None:
+        logger.error("the engine of %s died: stopping this replica so Serve replaces it", self.model.name)
+        # After this call returns: the error reaches the caller first when it can.
+        asyncio.get_running_loop().call_later(0.05, self.stop_replica)
+
     async def generate(self, request: GenerationRequest) -> Completion:
         result = None
         async for item in self.generate_stream(request):
@@ -105,7 +131,11 @@ class ModelServer:
 
     async def check_health(self) -> None:
         """Serve calls this periodically; raising marks the replica unhealthy and replaces it."""
-        await self.engine.check_health()
+        try:
+            await self.engine.check_health()
+        except Exception:
+            self._engine_died()
+            raise
 
     async def __del__(self):
         engine = getattr(self, "engine", None)  # absent when __init__ failed

@@ -18,7 +18,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
 from contracts.config import ModelConfig
-from contracts.errors import InvalidRequestError, ServiceUnavailableError
+from contracts.errors import EngineStoppedError, InvalidRequestError
 from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
 from deployments.generation import Delta, GenerationRequest
@@ -152,9 +152,8 @@ class VLLMEngine(LLMEngine):
                     deltas.append(Delta(seq.index, seq.text, seq.finish_reason))
                 yield EngineStep(deltas, prompt_tokens, completion_tokens)
         except EngineDeadError:
-            # Serve's health check will replace this replica; until then the client should retry.
-            raise ServiceUnavailableError(f"the engine of model {self.model.name} stopped; "
-                                          "its replica is being replaced, retry shortly") from None
+            raise EngineStoppedError(f"the engine of model {self.model.name} stopped; "
+                                     "its replica is being replaced, retry shortly") from None
 
     async def abort(self, request_id: str) -> None:
         await self._engine.abort(request_id)

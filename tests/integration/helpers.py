@@ -6,6 +6,9 @@ import socket
 import time
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,3 +31,15 @@ def wait_for(predicate, timeout_s: float, every_s: float = 0.5):
             return value
         time.sleep(every_s)
     return None
+
+
+def scrape(app_config) -> dict[str, list]:
+    text = httpx.get(f"http://127.0.0.1:{app_config.server.metrics_port}/metrics", timeout=10).text
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def total(families: dict, name: str, **labels) -> float:
+    """A counter's value, or a histogram's count, over the samples whose labels include ``labels``
+    (summed over replicas and workers)."""
+    return sum(s.value for s in families.get(name, [])
+               if s.name in (f"{name}_total", f"{name}_count") and all(s.labels.get(k) == v for k, v in labels.items()))

@@ -6,24 +6,10 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.integration.conftest import METRICS_REPORT_MS
+from tests.integration.helpers import scrape, total
 
 QWEN3 = "tiny-qwen3"
-
-
-def scrape(app_config) -> dict[str, list]:
-    text = httpx.get(f"http://127.0.0.1:{app_config.server.metrics_port}/metrics", timeout=10).text
-    return {family.name: family.samples for family in text_string_to_metric_families(text)}
-
-
-def total(families: dict, name: str, **labels) -> float:
-    """A counter's value, or a histogram's count, over the samples whose labels include ``labels``
-    (summed over replicas and workers)."""
-    return sum(s.value for s in families.get(name, [])
-               if s.name in (f"{name}_total", f"{name}_count") and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def settled(app_config, seconds: float = 3 * METRICS_REPORT_MS / 1000) -> dict:

@@ -1,14 +1,17 @@
-"""Killing one of a model's two replicas under steady load: Serve replaces it, requests that had no
-token yet are retried on the other replica, and at most 1% of requests fail."""
+"""Killing one of a model's two replicas, or only its vLLM engine core, under steady load: Serve replaces
+it, requests that had no token yet are retried on the other replica, and at most 1% of requests fail
+(none of the whole answers; only streams that had sent tokens may)."""
 
 import threading
 import time
 from collections import Counter
 
+import psutil
 import pytest
 import ray
 
 from serve_app import serve_control
+from tests.integration.helpers import scrape, total, wait_for
 
 pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 MODEL, DEPLOYMENT = "tiny-gptj-pair", "model-tiny-gptj-pair"  # two replicas, route "tutoring"
@@ -20,51 +23,102 @@ def replicas(app_name: str) -> list[dict]:
     return next(d for d in app["deployments"] if d["name"] == DEPLOYMENT)["replicas"]
 
 
-def test_killed_replica_is_replaced_and_at_most_one_percent_fails(client, app_config):
-    app_name = app_config.server.app_name
-    before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
-    assert len(before) == 2
-    outcomes, failures, stop = Counter(), [], threading.Event()
+class SteadyLoad:
+    """Two clients asking for whole answers and two streaming, until stopped; outcomes by kind."""
 
-    def load(stream: bool):
-        while not stop.is_set():
+    def __init__(self, client):
+        self.client, self.stop = client, threading.Event()
+        self.outcomes: Counter = Counter()
+        self.failures: list[str] = []
+        self.workers = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(4)]
+
+    def _run(self, stream: bool) -> None:
+        kind = "stream" if stream else "whole"
+        while not self.stop.is_set():
             try:
                 if stream:
-                    with client.stream("POST", "/v1/copy", json={**BODY, "stream": True}) as r:
+                    with self.client.stream("POST", "/v1/copy", json={**BODY, "stream": True}) as r:
                         text = "".join(r.iter_text())
                     ok = r.status_code == 200 and '"type": "final"' in text and '"type": "error"' not in text
                     detail = text[-300:]
                 else:
-                    r = client.post("/v1/copy", json=BODY)
+                    r = self.client.post("/v1/copy", json=BODY)
                     ok, detail = r.status_code == 200, r.text[:300]
             except Exception as exc:  # a hang or a dropped connection is a failure too
                 ok, detail = False, repr(exc)
-            outcomes["ok" if ok else "failed"] += 1
+            self.outcomes[(kind, ok)] += 1
             if not ok:
-                failures.append(detail)
+                self.failures.append(f"{kind}: {detail}")
 
-    workers = [threading.Thread(target=load, args=(i % 2 == 1,)) for i in range(4)]
-    for w in workers:
-        w.start()
-    try:
+    def __enter__(self):
+        for w in self.workers:
+            w.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for w in self.workers:
+            w.join(timeout=120)
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
+
+    def failed(self, kind: str) -> int:
+        return self.outcomes[(kind, False)]
+
+
+def wait_replaced(app_name: str, victim: dict, timeout_s: float = 600) -> tuple[list[dict], float]:
+    killed_at = time.monotonic()
+    while time.monotonic() < killed_at + timeout_s:
+        running = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
+        if len(running) == 2 and victim["replica_id"] not in {r["replica_id"] for r in running}:
+            break
+        time.sleep(1)
+    return running, time.monotonic() - killed_at
+
+
+def test_killed_replica_is_replaced_and_at_most_one_percent_fails(client, app_config):
+    app_name = app_config.server.app_name
+    before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
+    assert len(before) == 2
+    with SteadyLoad(client) as load:
         time.sleep(5)
         victim = before[0]
         ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
-        killed_at = time.monotonic()
-        deadline = killed_at + 600
-        while time.monotonic() < deadline:
-            running = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
-            if len(running) == 2 and victim["replica_id"] not in {r["replica_id"] for r in running}:
-                break
-            time.sleep(1)
-        recovered_s = time.monotonic() - killed_at
+        running, recovered_s = wait_replaced(app_name, victim)
         time.sleep(3)  # keep the load on the recovered pair for a moment
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(timeout=120)
-    total = outcomes["ok"] + outcomes["failed"]
-    print(f"\n[replica loss] {total} requests, {outcomes['failed']} failed; back to 2 replicas in {recovered_s:.0f}s; "
-          f"failures: {failures[:2]}")
+    print(f"\n[replica loss] {load.total} requests, {load.failed('whole')} whole and {load.failed('stream')} "
+          f"streamed failed; back to 2 replicas in {recovered_s:.0f}s; failures: {load.failures[:2]}")
     assert len(running) == 2 and victim["replica_id"] not in {r["replica_id"] for r in running}
-    assert total >= 50 and outcomes["failed"] <= total * 0.01, failures[:3]
+    assert load.total >= 50 and load.failed("whole") + load.failed("stream") <= load.total * 0.01, load.failures[:3]
+
+
+def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_config, model_handle):
+    """Before: the replica with a dead engine failed fast, so it won most of the routing: 695 × 503 in
+    120 s until Serve's health check replaced it. Now it stops itself, and its requests are retried."""
+    app_name = app_config.server.app_name
+    before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
+    assert len(before) == 2
+    retries_before = total(scrape(app_config), "copyserve_model_call_retries", deployment=DEPLOYMENT)
+    with SteadyLoad(client) as load:
+        time.sleep(5)
+        victim_pid = model_handle(MODEL).stats.remote().result()["pid"]
+        victim = next(r for r in before if r["pid"] == victim_pid)
+        engines = [p for p in psutil.Process(victim_pid).children(recursive=True)
+                   if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline())]
+        assert engines, "the replica should own a vLLM EngineCore process"
+        for p in engines:
+            p.kill()
+        running, recovered_s = wait_replaced(app_name, victim)
+        time.sleep(3)
+    print(f"\n[engine loss] {load.total} requests, {load.failed('whole')} whole and {load.failed('stream')} "
+          f"streamed failed; back to 2 replicas in {recovered_s:.0f}s; failures: {load.failures[:2]}")
+    assert len(running) == 2 and victim["replica_id"] not in {r["replica_id"] for r in running}
+    assert load.total >= 50 and load.failed("whole") == 0, load.failures[:3]
+    assert load.failed("stream") <= load.total * 0.01, load.failures[:3]
+
+    def retried() -> float:
+        return total(scrape(app_config), "copyserve_model_call_retries", deployment=DEPLOYMENT) - retries_before
+
+    assert wait_for(retried, 30, every_s=1), "requests on the dead engine should have been retried elsewhere"

@@ -7,7 +7,13 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import BackPressureError
 
-from contracts.errors import InvalidRequestError, OverloadedError, ServiceUnavailableError, to_error_body
+from contracts.errors import (
+    EngineStoppedError,
+    InvalidRequestError,
+    OverloadedError,
+    ServiceUnavailableError,
+    to_error_body,
+)
 from deployments import model_calls
 from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
 from tests.fakes import FakeMethod
@@ -76,6 +82,15 @@ async def test_whole_answer_gives_up_after_the_last_attempt():
     with pytest.raises(ActorDiedError):
         await model_calls.generate(handle, GEN)
     assert len(handle.generate.calls) == model_calls.ATTEMPTS
+
+
+async def test_an_answer_from_a_replica_whose_engine_died_is_retried_elsewhere():
+    """A dead engine fails fast: without the retry its replica would win most requests until replaced."""
+    handle = Handle(generate=failing(EngineStoppedError("engine stopped")))
+    assert await model_calls.generate(handle, GEN) is DONE
+    assert len(handle.generate.calls) == 2
+    stream = Handle(stream=[[EngineStoppedError("engine stopped")], [[Delta(0, "ab")], DONE]])
+    assert [item async for item in model_calls.stream(stream, GEN)] == [[Delta(0, "ab")], DONE]
 
 
 async def test_request_errors_are_not_retried():

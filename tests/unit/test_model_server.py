@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from contracts.config import ModelConfig
+from contracts.errors import EngineStoppedError
 from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
 from deployments.model_server import ModelServer, load_engine_class
 from tests.fakes import FakeEngine
@@ -21,6 +22,7 @@ MODEL = ModelConfig(name="fake-model", family="llama", source="org/fake", stream
 
 async def make_server(model: ModelConfig = MODEL) -> ModelServer:
     server = ModelServer.__new__(ModelServer)
+    server.stop_replica = lambda: None  # a dead fake engine must not end the test process
     await server.__init__(model, "tests.fakes:FakeEngine")
     return server
 
@@ -156,6 +158,36 @@ async def test_stats_and_health_of_dead_engine():
     assert (await server.stats())["healthy"] is False
     with pytest.raises(RuntimeError, match="dead"):
         await server.check_health()
+
+
+@pytest.mark.parametrize("found_by", ["request", "health check"])
+async def test_a_dead_engine_stops_its_replica_at_once(found_by):
+    """Found by a request (EngineStoppedError) or by the health check, not after Serve's 3 failed checks."""
+    server = await make_server()
+    stopped = []
+    server.stop_replica = lambda: stopped.append(True)
+    if found_by == "request":
+        async def dead(_request):
+            raise EngineStoppedError("the engine stopped")
+            yield  # an async generator, like an engine's
+
+        server.engine.generate = dead
+        with pytest.raises(EngineStoppedError):
+            await server.generate(request())
+    else:
+        server.engine.healthy = False
+        with pytest.raises(RuntimeError):
+            await server.check_health()
+    await wait_until(lambda: stopped, timeout=1.0)
+
+
+async def test_a_request_error_does_not_stop_the_replica():
+    server = await make_server()
+    stopped = []
+    server.stop_replica = lambda: stopped.append(True)
+    assert (await server.generate(request())).completion_tokens == 4
+    await asyncio.sleep(0.1)
+    assert not stopped
 
 
 async def test_async_destructor_shuts_engine_down():
