@@ -196,6 +196,10 @@ class ServerConfig(Strict):
         "EveryNode", description="Where Serve runs HTTP proxies: every node (behind a load balancer) or the head.")
     default_language: Literal["en", "zh"] = Field("en", description="Copy language when a request gives none.")
     templates_dir: str | None = Field(None, description="Folder of prompt templates; defaults to the built-in set.")
+    adapter_roots: list[str] = Field(
+        default_factory=lambda: ["adapters"], min_length=1,
+        description="Folders adapter registration may read from (relative ones: from where the service starts); "
+                    "a path outside them is refused without saying whether it exists.")
     ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
     @model_validator(mode="before")
@@ -212,6 +216,12 @@ class ServerConfig(Strict):
         if not prefix.startswith("/"):
             raise ValueError('route_prefix must start with "/"')
         return prefix
+
+    @field_validator("adapter_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[str]) -> list[str]:
+        # Made absolute where the config is loaded (where the service starts), before replicas get it.
+        return [str(Path(root).expanduser().resolve()) for root in roots]
 
 
 class PolishConfig(Strict):

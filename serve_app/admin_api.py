@@ -63,25 +63,40 @@ class AdminAPI:
         await self.access.check(request, admin=True)
         if body.base_model not in self.models:
             raise NotFoundError(f"no model {body.base_model!r}; models: {', '.join(self.models)}", "base_model")
-        adapter = await self.adapters.register(body.name, self.config.model(body.base_model), body.path)
+        adapter = await self.adapters.register(body.name, self.config.model(body.base_model), body.path,
+                                               self.config.server.adapter_roots)
         return adapter.public()
 
     @app.get("/v1/adapters")
     async def list_adapters(self, request: Request):
-        await self.access.check(request)
-        return {"object": "list", "data": [a.public() for a in await self.adapters.list()]}
+        key = await self.access.check(request)
+        admin = key is None or key.role == "admin"
+        return {"object": "list", "data": [a.public(admin) for a in await self.adapters.list()]}
 
     @app.get("/v1/adapters/{name}")
     async def get_adapter(self, name: str, request: Request):
-        await self.access.check(request)
-        return (await self.adapters.require(name)).public()
+        key = await self.access.check(request)
+        return (await self.adapters.require(name)).public(key is None or key.role == "admin")
 
     @app.delete("/v1/adapters/{name}")
     async def delete_adapter(self, name: str, request: Request):
         await self.access.check(request, admin=True)
+        if users := await self._adapter_users(name):
+            raise ConflictError(f"adapter {name!r} is in use by {'; '.join(users)}: point those elsewhere first "
+                                "(PUT /v1/routes/..., PUT /v1/models/.../weights)", "name")
         if not await self.adapters.delete(name):
             raise NotFoundError(f"adapter {name!r} is not registered", "name")
         return {"name": name, "deleted": True}
+
+    async def _adapter_users(self, name: str) -> list[str]:
+        """Live routes and active merged weights that serve ``name``: deleting it would break them."""
+        users = [f"route {industry} (variant {v['name']})" for industry, variants in
+                 (await self.router.live_routes()).items() for v in variants if v.get("adapter") == name]
+        for model in self.config.models:
+            active = await self.active_weights.get(model.name) if serves_merged(model) else None
+            if active is not None and active.name == name:
+                users.append(f"the weights of model {model.name}")
+        return users
 
     # --- admin: merged weights (GPT-J) ----------------------------------------------------------
 

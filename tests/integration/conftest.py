@@ -69,12 +69,14 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_config(redis_server):
+def app_config(redis_server, tmp_path_factory):
     prepare(models_home())  # idempotent: the set-up script has normally done this already
     config = load_config(CONFIG)
     redis_config = config.redis.model_copy(update={"url": redis_server.url,
                                                    "key_prefix": f"copyserve-test-{uuid.uuid4().hex[:8]}:"})
-    server = config.server.model_copy(update={"metrics_port": free_port()})
+    # Adapters are trained into pytest's temporary folders: the one root registration may read.
+    server = config.server.model_copy(update={"metrics_port": free_port(),
+                                              "adapter_roots": [str(tmp_path_factory.getbasetemp())]})
     return config.model_copy(update={"redis": redis_config, "server": server})
 
 

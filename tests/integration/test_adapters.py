@@ -85,6 +85,10 @@ def make_bad(trained, tmp_path, case):
         config["base_model_name_or_path"] = "/models/some-other-model"
     elif case == "rank-too-high":
         config["r"] = 64
+    elif case == "rank-not-a-number":
+        config["r"] = "sixteen"
+    elif case == "manifest-not-json":
+        (bad / "copyserve-adapter.json").write_text("{not json")
     elif case == "corrupt-weights":
         (bad / "adapter_model.safetensors").write_bytes(b"not safetensors at all")
     if case != "no-config":
@@ -96,6 +100,8 @@ def make_bad(trained, tmp_path, case):
     ("no-config", "tiny-qwen3", 400, "adapter_config.json"),
     ("wrong-base", "tiny-qwen3", 400, "trained on /models/some-other-model"),
     ("rank-too-high", "tiny-qwen3", 400, "rank 64 is outside 1..8"),
+    ("rank-not-a-number", "tiny-qwen3", 400, "must be an integer"),
+    ("manifest-not-json", "tiny-qwen3", 400, "copyserve-adapter.json cannot be read"),
     ("corrupt-weights", "tiny-qwen3", 400, "cannot be read"),
     ("ok", "tiny-gptj", 400, "holds no merged weights"),
     ("ok", "no-such-model", 404, "no model"),
@@ -109,10 +115,50 @@ def test_bad_adapters_are_refused(admin, trained, tmp_path, case, base_model, st
 
 
 def test_missing_folder_and_user_key(admin, client, trained):
-    r = admin.post("/v1/adapters", json={"name": "x", "base_model": "tiny-qwen3", "path": "/nope"})
+    missing = trained["v1"].parent / "never-trained"
+    r = admin.post("/v1/adapters", json={"name": "x", "base_model": "tiny-qwen3", "path": str(missing)})
     assert r.status_code == 400 and "not a folder" in r.json()["error"]["message"]
     r = client.post("/v1/adapters", json={"name": "x", "base_model": "tiny-qwen3", "path": str(trained["v1"])})
     assert r.status_code == 403
+
+
+def test_registration_reads_only_the_adapter_roots_and_says_nothing_of_other_paths(admin, trained):
+    """A path outside server.adapter_roots gets the same answer whether it exists or not."""
+    answers = set()
+    for path in ("/etc", "/nope", f"{trained['v1']}/../../../../etc", "relative/folder"):
+        r = admin.post("/v1/adapters", json={"name": "probe", "base_model": "tiny-qwen3", "path": path})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "path", r.text
+        answers.add(r.json()["error"]["message"].split(";")[0].split(" (request id")[0])
+    assert len(answers) == 2  # "must be absolute", and one answer for every path outside the roots
+    assert admin.get("/v1/adapters/probe").status_code == 404
+
+
+def test_user_keys_see_no_paths_and_versions_get_their_own_engine_ids(admin, client, trained):
+    ids = set()
+    for _ in range(2):
+        r = admin.post("/v1/adapters", json={"name": "seen", "base_model": "tiny-qwen3", "path": str(trained["v1"])})
+        assert r.status_code == 201
+        ids.add(r.json()["lora_id"])
+    assert len(ids) == 2  # a counter, not a hash of name and version: two versions never share an id
+    as_admin = admin.get("/v1/adapters/seen").json()
+    as_user = client.get("/v1/adapters/seen").json()
+    assert as_admin["path"] == str(trained["v1"].resolve()) and "manifest" in as_admin
+    assert {"path", "manifest", "lora_id"}.isdisjoint(as_user) and as_user["version"] == as_admin["version"]
+    listed = next(a for a in client.get("/v1/adapters").json()["data"] if a["name"] == "seen")
+    assert "path" not in listed
+
+
+def test_an_adapter_a_live_route_serves_cannot_be_deleted(admin, client, trained):
+    assert admin.post("/v1/adapters", json={"name": "routed", "base_model": "tiny-qwen3",
+                                            "path": str(trained["v1"])}).status_code == 201
+    assert admin.put("/v1/routes/finance", json={"model": "tiny-qwen3", "adapter": "routed"}).status_code == 200
+    try:
+        r = admin.delete("/v1/adapters/routed")
+        assert r.status_code == 409 and "route finance" in r.json()["error"]["message"]
+        assert client.post("/v1/copy", json={**PROMPT, "max_tokens": 2, "cache": False}).status_code == 200
+    finally:
+        admin.delete("/v1/routes/finance")
+    assert admin.delete("/v1/adapters/routed").json()["deleted"] is True
 
 
 def test_adapter_broken_after_registration_fails_only_its_requests(admin, client, trained, tmp_path):
