@@ -196,6 +196,10 @@ class ServerConfig(Strict):
         "EveryNode", description="Where Serve runs HTTP proxies: every node (behind a load balancer) or the head.")
     default_language: Literal["en", "zh"] = Field("en", description="Copy language when a request gives none.")
     templates_dir: str | None = Field(None, description="Folder of prompt templates; defaults to the built-in set.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="With auth off, the Host names answered besides IP addresses and localhost: a page on another "
+                    "site cannot reach a keyless instance by pointing a name at it (DNS rebinding).")
     adapter_roots: list[str] = Field(
         default_factory=lambda: ["adapters"], min_length=1,
         description="Folders adapter registration may read from (relative ones: from where the service starts); "

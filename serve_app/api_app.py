@@ -29,6 +29,16 @@ def web_dir(source_root: Path = SOURCE_ROOT, data_roots: tuple[str, ...] | None 
 
 
 WEB_DIR = web_dir()
+# The studio page: scripts, styles and requests to this origin only; images also inline (data:), so model
+# Markdown cannot load a remote image (a beacon); no framing (clickjacking), no plugins.
+STUDIO_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 app = FastAPI(title="copyserve", version="0.1.0", description="Copywriting on Ray Serve and vLLM")
 install_error_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -84,9 +85,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc, request_id_of(request))
 
 
+def host_allowed(host_header: str, allowed: frozenset[str]) -> bool:
+    """An IP address (a DNS-rebinding page can only name a host), localhost, or a name in ``allowed``."""
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host in ("localhost", *allowed)
+
+
 class RequestContextMiddleware:
     """Pure ASGI (so streaming and disconnects pass untouched): assigns the request id, echoes it
-    in the response headers, and refuses bodies over ``max_body_bytes`` with 413."""
+    in the response headers, refuses bodies over ``max_body_bytes`` with 413, and, on an instance
+    without API keys (``app.state.allowed_hosts`` set), Host names it does not know with 400."""
 
     def __init__(self, app, default_max_body_bytes: int = 1_000_000):
         self.app = app
@@ -101,6 +117,12 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         # The limit lives on app.state: the ingress sets it from config when its replica starts.
         limit = getattr(scope["app"].state, "max_body_bytes", self.default_max_body_bytes)
+        allowed = getattr(scope["app"].state, "allowed_hosts", None)
+        host = headers.get(b"host", b"").decode("latin-1")
+        if allowed is not None and not host_allowed(host, allowed):
+            refused = InvalidRequestError(f"Host {host!r} is not served: this instance has API keys off and answers "
+                                          "only IP addresses, localhost and server.allowed_hosts", None)
+            return await error_response(refused, request_id)(scope, receive, send)
         too_large = PayloadTooLargeError(f"request body is larger than the limit of {limit} bytes", None)
         length = headers.get(b"content-length")
         if length and length.isdigit() and int(length) > limit:

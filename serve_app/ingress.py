@@ -30,7 +30,7 @@ from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
-from serve_app.api_app import WEB_DIR, app
+from serve_app.api_app import STUDIO_HEADERS, WEB_DIR, app
 from serve_app.copy_pipeline import CopyPipeline
 from serve_app.http import SSE_HEADERS, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
@@ -79,6 +79,9 @@ class Ingress(AdminAPI):
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(self.router, models, self.streaming, polish, sentiment, self.sessions)
         app.state.max_body_bytes = config.server.max_body_bytes
+        # Without API keys, the Host check stands between this service and any web page (DNS rebinding).
+        app.state.allowed_hosts = None if config.auth.enabled else frozenset(h.lower() for h in
+                                                                              config.server.allowed_hosts)
 
     # --- native API --------------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ class Ingress(AdminAPI):
         page = WEB_DIR / "index.html"
         if not page.is_file():
             raise NotFoundError(f"the web studio is not installed here ({page} is missing); the API is under /v1")
-        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+        return FileResponse(page, headers=STUDIO_HEADERS)
 
     # --- discovery and health ----------------------------------------------------------------
 

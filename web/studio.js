@@ -395,8 +395,10 @@ async function setRouteAdapter(industry, model, adapter) {
 function wire() {
   for (const tab of ["write", "history", "admin"]) $(`tab-${tab}`).onclick = () => selectTab(tab);
   $("theme").onclick = toggleTheme;
-  $("api-key").value = store.get("apiKey", "");
-  $("api-key").onchange = () => { store.set("apiKey", $("api-key").value.trim()); loadRoutes(); };
+  // The key lives for this tab only (sessionStorage): an admin key must not stay on the machine.
+  localStorage.removeItem("copyserve.apiKey");  // where earlier versions kept it
+  $("api-key").value = sessionStorage.getItem("copyserve.apiKey") ?? "";
+  $("api-key").onchange = () => { sessionStorage.setItem("copyserve.apiKey", $("api-key").value.trim()); loadRoutes(); };
   $("industry").onchange = renderTemplates;
   $("temperature").oninput = () => { $("temperature-value").textContent = $("temperature").value; };
   $("keyword-input").onkeydown = (e) => {

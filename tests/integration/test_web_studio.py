@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 SCREENSHOTS = Path(os.environ.get("COPYSERVE_SCREENSHOTS") or tempfile.mkdtemp(prefix="copyserve-screenshots-"))
@@ -138,3 +139,30 @@ def test_api_errors_read_as_sentences(page, user_key):
     assert "request id" not in message and page.get_attribute("#state", "data-state") == "error"
     page.click("#tab-admin")  # the admin tab with a user key: the service says why not
     page.wait_for_function("document.getElementById('message').textContent.startsWith('Not allowed with this key')")
+
+
+def test_the_page_loads_only_from_its_origin(browser, base_url, user_key):
+    """CSP: the studio's own scripts run (theme, app) with no violation; a remote image (a beacon in model
+    Markdown) is refused; the page cannot be framed. The API key stays in this tab (sessionStorage)."""
+    headers = httpx.get(base_url + "/").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    context = browser.new_context()
+    page = context.new_page()
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(base_url + "/")
+    page.fill("#api-key", user_key)
+    page.press("#api-key", "Tab")
+    page.wait_for_function("document.querySelectorAll('#industry option').length >= 3")
+    assert page.evaluate("document.documentElement.dataset.theme") in ("light", "dark")
+    assert violations == []
+    blocked = page.evaluate("""() => new Promise(resolve => {
+        document.addEventListener("securitypolicyviolation", e => resolve(e.blockedURI), {once: true});
+        document.body.insertAdjacentHTML("beforeend", '<img src="http://127.0.0.1:9/beacon.png">');
+        setTimeout(() => resolve(null), 5000);
+    })""")
+    assert blocked and "beacon.png" in blocked
+    assert page.evaluate("sessionStorage.getItem('copyserve.apiKey')") == user_key
+    assert page.evaluate("localStorage.getItem('copyserve.apiKey')") is None
+    context.close()

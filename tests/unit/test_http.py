@@ -174,3 +174,23 @@ async def test_wrong_method_is_405_naming_the_allowed_ones(client):
     assert r.status_code == 405
     err = error_of(r)
     assert "GET is not allowed on /items" in err["message"] and "POST" in err["message"]
+
+
+@pytest.mark.parametrize("host,ok", [("127.0.0.1:8000", True), ("localhost:8000", True), ("[::1]:8000", True),
+                                     ("10.1.2.3", True), ("copy.internal", True), ("evil.example:8000", False),
+                                     ("", False)])
+async def test_a_keyless_instance_answers_only_known_hosts(host, ok):
+    """DNS rebinding: a page on evil.example re-points its name at 127.0.0.1; the Host header still says so."""
+    app = build_app()
+    app.state.allowed_hosts = frozenset({"copy.internal"})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.post("/items", json={"product": "x"}, headers={"host": host})
+    assert (r.status_code == 200) is ok, r.text
+    if not ok:
+        assert "API keys off" in error_of(r)["message"]
+
+
+async def test_with_api_keys_every_host_is_answered(client):
+    r = await client.post("/items", json={"product": "x"}, headers={"host": "evil.example"})
+    assert r.status_code == 200
