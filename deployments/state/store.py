@@ -12,12 +12,13 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from contracts.config import RedisConfig
 
 logger = logging.getLogger("copyserve.redis")
 T = TypeVar("T")
+REFUSAL_LOG_EVERY_S = 60.0
 
 
 class RedisStore:
@@ -32,6 +33,7 @@ class RedisStore:
         ) if config.enabled else None
         self._down_since: float | None = None
         self._last_try = 0.0
+        self._refusals: dict[str, float] = {}  # error reply → when it was last logged
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -55,6 +57,11 @@ class RedisStore:
             except (RedisConnectionError, OSError):
                 # A pooled connection is stale after Redis restarted: one immediate retry on a fresh one.
                 result = await asyncio.wait_for(fn(self.client), self.config.timeout_s * 2)
+        except ResponseError as err:
+            # Redis answered, with an error (maxmemory reached, a wrong type): this call fails, but Redis is
+            # up, so the service does not go degraded (cache off, keys from memory) for everyone.
+            self._refused(err)
+            return default
         except (RedisError, OSError, asyncio.TimeoutError) as err:
             if self._down_since is None:
                 self._down_since = now
@@ -65,6 +72,13 @@ class RedisStore:
             logger.warning("redis is back after %.0fs", now - self._down_since)
             self._down_since = None
         return result
+
+    def _refused(self, err: ResponseError) -> None:
+        kind = str(err).split(" ", 1)[0]  # OOM, WRONGTYPE, ...
+        now = time.monotonic()
+        if now - self._refusals.get(kind, -REFUSAL_LOG_EVERY_S) >= REFUSAL_LOG_EVERY_S:
+            self._refusals[kind] = now
+            logger.warning("redis refused a command: %s (logged once a minute per kind)", err)
 
     async def close(self) -> None:
         if self.client is not None:

@@ -146,3 +146,31 @@ def test_sessions_keep_system_prompt_and_last_turns(with_store):
         ttl = await store.call(lambda r: r.ttl(store.key("session", "copy", "key1", "abc")))
         assert 0 < ttl <= 60
     with_store(go)
+
+
+def test_a_full_redis_refuses_writes_but_is_not_an_outage(with_store):
+    """maxmemory reached: writes get an error reply (OOM). That call fails open; reads, keys and the
+    rest of the service go on as with Redis up (before, one OOM reply turned the store degraded)."""
+    async def go(store):
+        cache = ResponseCache(store, CacheConfig(ttl_s=60))
+        before = cache.key("before")
+        await cache.put(before, {"text": "kept"})
+        used = int((await store.client.info("memory"))["used_memory"])
+        await store.client.config_set("maxmemory-policy", "noeviction")
+        await store.client.config_set("maxmemory", str(used + 512 * 1024))
+        try:
+            filler = store.key("filler")
+            for i in range(4096):  # ~1 MiB past the limit: writes start to fail with OOM
+                if await store.call(lambda r, i=i: r.set(f"{filler}:{i}", "x" * 1024)) is None:
+                    break
+            else:
+                raise AssertionError("maxmemory was never reached")
+            assert await store.call(lambda r: r.set(f"{filler}:big", "x" * 65536)) is None  # refused, quietly
+            assert store.status() == "ok"  # not degraded
+            assert await cache.get(before) == {"text": "kept"}  # reads still served from Redis
+        finally:
+            await store.client.config_set("maxmemory", "0")
+            keys = [k async for k in store.client.scan_iter(f"{store.key('filler')}:*")]
+            if keys:
+                await store.client.delete(*keys)
+    with_store(go)
