@@ -34,6 +34,7 @@ from serve_app.api_app import STUDIO_HEADERS, WEB_DIR, app
 from serve_app.copy_pipeline import CopyPipeline
 from serve_app.http import SSE_HEADERS, request_id_of, sse_stream
 from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation, usage
+from serve_app.openapi_doc import live_openapi
 from serve_app.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -79,6 +80,8 @@ class Ingress(AdminAPI):
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(self.router, models, self.streaming, polish, sentiment, self.sessions)
         app.state.max_body_bytes = config.server.max_body_bytes
+        document = live_openapi(app.openapi, config)  # /openapi.json names this config's industries and models
+        app.openapi = lambda: document
         # Without API keys, the Host check stands between this service and any web page (DNS rebinding).
         app.state.allowed_hosts = None if config.auth.enabled else frozenset(h.lower() for h in
                                                                               config.server.allowed_hosts)
