@@ -15,7 +15,35 @@ Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
-class CopySampling(BaseModel):
+def _check_unicode(value: object, where: str = "") -> None:
+    """Text must encode as UTF-8: JSON can carry an unpaired surrogate ("\\ud800"), which would fail
+    later, in a cache key or a Redis write, as a 500."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"{where or 'a field'}: text must be valid Unicode (an unpaired surrogate "
+                             f"\\u{ord(value[err.start]):04x} was sent)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where)
+            _check_unicode(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_unicode(item, f"{where}[{i}]")
+
+
+class ApiRequest(BaseModel):
+    """Base of every request body: all its text must be valid Unicode."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: object) -> object:
+        _check_unicode(data)
+        return data
+
+
+class CopySampling(ApiRequest):
     """How to write: shared by a new copy request and a revision of one."""
 
     model_config = ConfigDict(extra="forbid")
@@ -108,7 +136,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class OpenAISampling(BaseModel):
+class OpenAISampling(ApiRequest):
     """Fields both OpenAI endpoints share. Unknown fields are ignored, as OpenAI clients send extras."""
 
     model_config = ConfigDict(extra="ignore")
@@ -189,7 +217,7 @@ class CompletionRequest(OpenAISampling):
         return prompt
 
 
-class KeyCreateRequest(BaseModel):
+class KeyCreateRequest(ApiRequest):
     """``POST /v1/keys`` (admin): a new API key; the secret is in the answer, once."""
 
     model_config = ConfigDict(extra="forbid")
@@ -200,7 +228,7 @@ class KeyCreateRequest(BaseModel):
     tokens_per_window: int | None = Field(None, ge=1, description="Overrides the role's token limit.")
 
 
-class AdapterRegisterRequest(BaseModel):
+class AdapterRegisterRequest(ApiRequest):
     """``POST /v1/adapters`` (admin): register (or bump the version of) a LoRA adapter."""
 
     model_config = ConfigDict(extra="forbid")
@@ -210,7 +238,7 @@ class AdapterRegisterRequest(BaseModel):
     path: NonBlank = Field(..., description="Adapter folder, readable by the model servers.")
 
 
-class WeightsRequest(BaseModel):
+class WeightsRequest(ApiRequest):
     """``PUT /v1/models/{model}/weights`` (admin): serve a merged adapter on a model, or base weights (null)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -228,7 +256,7 @@ class RouteVariant(BaseModel):
     weight: float = Field(1.0, gt=0, le=1000)
 
 
-class RouteUpdateRequest(BaseModel):
+class RouteUpdateRequest(ApiRequest):
     """``PUT /v1/routes/{industry}`` (admin): one model (+ adapter), or weighted variants for an A/B split."""
 
     model_config = ConfigDict(extra="forbid")

@@ -100,7 +100,7 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     app_name = app_config.server.app_name
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
     assert len(before) == 2
-    retries_before = total(scrape(app_config), "copyserve_model_call_retries", deployment=DEPLOYMENT)
+    retries_before = total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT)
     with SteadyLoad(client) as load:
         time.sleep(5)
         victim_pid = model_handle(MODEL).stats.remote().result()["pid"]
@@ -119,6 +119,6 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     assert load.failed("stream") <= load.total * 0.01, load.failures[:3]
 
     def retried() -> float:
-        return total(scrape(app_config), "copyserve_model_call_retries", deployment=DEPLOYMENT) - retries_before
+        return total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT) - retries_before
 
     assert wait_for(retried, 30, every_s=1), "requests on the dead engine should have been retried elsewhere"

@@ -132,3 +132,16 @@ def test_completion_prompt_rejects(prompt):
 def test_blank_model_rejected():
     with pytest.raises(ValidationError):
         CompletionRequest.model_validate({"model": "  ", "prompt": "x"})
+
+
+@pytest.mark.parametrize("body", [{**CHAT, "messages": [{"role": "user", "content": "hi \ud800"}]},
+                                  {**CHAT, "stop": ["\udfff"]}])
+def test_unpaired_surrogates_are_a_400_not_a_500_later(body):
+    with pytest.raises(ValidationError, match="valid Unicode"):
+        ChatCompletionRequest.model_validate(body)
+
+
+def test_copy_text_must_be_valid_unicode():
+    with pytest.raises(ValidationError, match=r"product: text must be valid Unicode"):
+        CopyRequest.model_validate({"industry": "ecommerce", "product": "mug \udc80"})
+    assert CopyRequest.model_validate({"industry": "电商", "product": "保温杯 ☕"}).product == "保温杯 ☕"
