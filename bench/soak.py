@@ -31,7 +31,7 @@ def ray_workers() -> dict[int, tuple[str, int]]:
         cmd = " ".join(p.info["cmdline"] or [])
         if p.info["memory_info"] and ("ray::ServeReplica" in cmd or "ray::ProxyActor" in cmd or "VLLM" in cmd):
             name = cmd.split(":")[-1] if "ServeReplica" in cmd else cmd.split()[0]
-            found[p.info["pid"]] = (name[:48], p.info["memory_info"].rss)
+            found[p.info["pid"]] = (name.strip()[:48], p.info["memory_info"].rss)
     return found
 
 
