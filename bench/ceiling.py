@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def main() -> None:
     from ray import serve
 
     from contracts.config import load_config
-    from serve_app.builder import build_app
+    from serve_app.builder import build_app, local_ray_env
 
     base = load_config(args.config)
     # Room for every stream at once: queueing in front of the replicas is not what is measured here.
@@ -88,6 +89,7 @@ def main() -> None:
     model = model.model_copy(update={"deployment": model.deployment.model_copy(update=room)})
     if args.stream_interval_ms is not None:
         model = model.model_copy(update={"stream_interval_ms": args.stream_interval_ms})
+    os.environ.update(local_ray_env(base))  # as `copyserve serve` starts its Ray
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     url = f"http://127.0.0.1:{args.port}"

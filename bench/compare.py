@@ -49,12 +49,16 @@ class Noop:
         return {"ok": True}
 
 
-def tree_rss(root: psutil.Process, include_root: bool = True) -> dict:
+def tree_rss(root: psutil.Process, include_root: bool = True, leave_out: str | None = None) -> dict:
+    """RSS of a process tree, each process and the total; ``leave_out``: processes whose command line has it."""
     procs = ([root] if include_root else []) + root.children(recursive=True)
     rows = []
     for p in procs:
         try:
-            rows.append((p.pid, " ".join(p.cmdline())[:70] or p.name(), p.memory_info().rss))
+            command = " ".join(p.cmdline())
+            if leave_out and leave_out in command:
+                continue
+            rows.append((p.pid, command[:70] or p.name(), p.memory_info().rss))
         except psutil.Error:
             continue
     return {"processes": len(rows), "total_gib": sum(r[2] for r in rows) / GIB,
@@ -178,13 +182,14 @@ def run_graph(args, model_name: str) -> dict:
     import ray
 
     from serve_app import serve_control
-    from serve_app.builder import validate_for_serving
+    from serve_app.builder import local_ray_env, validate_for_serving
     from serve_app.serve_config import build_serve_config
 
     config = bench_config(args, model_name)
     validate_for_serving(config)
     print(f"[2/2] the copyserve graph from {args.config} (auth on)", flush=True)
     started = time.monotonic()
+    os.environ.update(local_ray_env(config))  # as `copyserve serve` starts its Ray
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
@@ -198,7 +203,8 @@ def run_graph(args, model_name: str) -> dict:
         copy = measure_copy(url, copy_route(config, model_name), args, headers)
         result.update({k: v for k, v in copy.items() if k != "hit_body"})
         result["cheap_ms"] = measure_cheap_paths(url, copy["hit_body"], args.samples, headers)
-        result["memory"] = tree_rss(psutil.Process(), include_root=False)
+        # The no-op app is the yardstick, not part of the graph.
+        result["memory"] = tree_rss(psutil.Process(), include_root=False, leave_out="ServeReplica:noop")
         return result
     finally:
         serve.shutdown()

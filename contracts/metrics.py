@@ -16,8 +16,8 @@ LATENCY_BUCKETS_S = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 8
 ATTEMPT_BUCKETS = [1, 2, 3, 4, 6]
 SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
-COPIES = Counter("copyserve_copies", description="Copies answered, by industry, model, adapter and cache result.",
-                 tag_keys=("industry", "model", "adapter", "cache"))
+COPIES = Counter("copyserve_copies", description="Copies answered, by industry, model, adapter, channel and cache "
+                 "result.", tag_keys=("industry", "model", "adapter", "channel", "cache"))
 COPY_LATENCY = Histogram("copyserve_copy_latency_seconds", description="Ingress receipt to the whole copy.",
                          boundaries=LATENCY_BUCKETS_S, tag_keys=("industry", "cache"))
 FIRST_TOKEN = Histogram("copyserve_copy_first_token_seconds",
@@ -45,7 +45,8 @@ def record_copy(payload: dict, cache: str, latency_s: float) -> None:
     the count and latency are new."""
     industry, model = payload["industry"], payload["model"]
     adapter = (payload.get("adapter") or "base").partition("@")[0]  # name@vN: versions would grow the series
-    COPIES.inc(tags={"industry": industry, "model": model, "adapter": adapter, "cache": cache})
+    COPIES.inc(tags={"industry": industry, "model": model, "adapter": adapter,
+                     "channel": payload.get("channel") or "none", "cache": cache})
     COPY_LATENCY.observe(latency_s, tags={"industry": industry, "cache": cache})
     if cache == "hit":
         return

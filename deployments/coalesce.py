@@ -16,12 +16,14 @@ from deployments.generation import Delta
 
 
 def merge(deltas: list[Delta]) -> list[Delta]:
-    """One delta per sequence, in order of first appearance: texts joined, the last finish reason kept."""
+    """One delta per sequence, in order of first appearance: texts and logprobs joined, the last finish
+    reason kept."""
     merged: dict[int, Delta] = {}
     for d in deltas:
         before = merged.get(d.index)
         merged[d.index] = d if before is None else Delta(d.index, before.text + d.text,
-                                                         d.finish_reason or before.finish_reason)
+                                                         d.finish_reason or before.finish_reason,
+                                                         before.logprobs + d.logprobs)
     return list(merged.values())
 
 

@@ -28,6 +28,11 @@ class SamplingOptions:
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    # Structured output (at most one): the answer is JSON valid under this schema (its JSON text), or any object.
+    json_schema: str | None = None
+    json_object: bool = False
+    logprobs: int | None = None  # None: none; k: each chosen token's log-probability and the k most likely
+    fit_max_tokens: bool = False  # max_tokens is a ceiling to fit in the context, not a request to refuse
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,22 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's text and log-probability, with the most likely alternatives when asked."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Delta:
     """New text for one of the ``n`` sequences; ``finish_reason`` is set on its last delta."""
 
     index: int
     text: str
     finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per new token, when the request asked for them
 
 
 @dataclass
@@ -66,6 +81,7 @@ class Completion:
     first_token_s: float | None = None
     total_s: float = 0.0
     weights: str | None = None  # the merged adapter (name@vN) the replica serves; None: base weights
+    logprobs: list[list[TokenLogprob]] | None = None  # per sequence, when the request asked for them
 
     @property
     def tokens_per_s(self) -> float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from dataclasses import dataclass
 
 from contracts.config import ModelConfig
 from contracts.errors import ServiceUnavailableError
@@ -17,6 +19,9 @@ from deployments.adapters import AdapterRef
 from deployments.state.store import RedisStore
 
 WEIGHTS_ENV = "COPYSERVE_MERGED_ADAPTER"
+_UNAVAILABLE = object()
+
+
 def weights_env(ref: AdapterRef | None) -> dict[str, str | None]:
     return {WEIGHTS_ENV: json.dumps({"name": ref.name, "version": ref.version, "path": ref.path}) if ref else None}
 
@@ -40,6 +45,20 @@ class ActiveWeights:
         self.store = store
         self.key = store.key("merged-weights")
 
+    async def claim(self, model: str, hold_s: int) -> str | None:
+        """Hold the right to change ``model``'s weights for ``hold_s`` (any ingress replica): two PUTs must
+        not roll at once. Returns a token, or None when another change holds it."""
+        token = uuid.uuid4().hex
+        claimed = await self.store.call(
+            lambda r: r.set(self.store.key("weights-change", model), token, nx=True, ex=hold_s), default=_UNAVAILABLE)
+        if claimed is _UNAVAILABLE:
+            raise ServiceUnavailableError("the weights record (redis) is unavailable; nothing was changed")
+        return token if claimed else None
+
+    async def release(self, model: str) -> None:
+        """Give the claim back early (the change failed, so nothing is rolling)."""
+        await self.store.call(lambda r: r.delete(self.store.key("weights-change", model)))
+
     async def get(self, model: str) -> AdapterRef | None:
         raw = await self.store.call(lambda r: r.hget(self.key, model))
         return AdapterRef(**json.loads(raw)) if raw else None
@@ -52,3 +71,44 @@ class ActiveWeights:
             done = await self.store.call(lambda r: r.hset(self.key, model, value), default=None)
         if done is None:
             raise ServiceUnavailableError("the weights record (redis) is unavailable; nothing was changed")
+
+
+# Take a pending roll only as it was read: a newer roll of the same model (a rollback) is left alone.
+TAKE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class PendingRoll:
+    model: str
+    count: int          # the replica count to come back to
+    deployed_at: float  # wall-clock time of the surged deploy
+    record: str         # as stored, to take exactly this roll
+
+
+class PendingRolls:
+    """``model -> {"count", "deployed_at"}`` of rolls still at their surged replica count. In Redis, not in
+    the memory of the ingress replica that started the roll: any ingress replica can finish it."""
+
+    def __init__(self, store: RedisStore):
+        self.store = store
+        self.key = store.key("weights-rolls")
+        self._take = store.client.register_script(TAKE) if store.client is not None else None
+
+    async def add(self, model: str, count: int, deployed_at: float) -> None:
+        value = json.dumps({"count": count, "deployed_at": deployed_at})
+        if await self.store.call(lambda r: r.hset(self.key, model, value), default=None) is None:
+            raise ServiceUnavailableError("the weights record (redis) is unavailable; nothing was changed")
+
+    async def all(self) -> list[PendingRoll]:
+        raw = await self.store.call(lambda r: r.hgetall(self.key), default={})
+        return [PendingRoll(model, **json.loads(value), record=value) for model, value in raw.items()]
+
+    async def take(self, roll: PendingRoll) -> bool:
+        """Remove ``roll`` if it is still the model's pending roll; True for the one caller that did."""
+        if self._take is None:
+            return False
+        return bool(await self.store.call(
+            lambda r: self._take(keys=[self.key], args=[roll.model, roll.record], client=r), default=0))

@@ -71,6 +71,7 @@ class ModelServer:
         started = time.monotonic()
         n = request.sampling.n
         texts, reasons = [""] * n, [None] * n
+        logprobs = [[] for _ in range(n)] if request.sampling.logprobs is not None else None
         first_token_s, step = None, None
         finished = False
         coalescer = Coalescer(self.model.stream_interval_ms / 1000)
@@ -79,10 +80,12 @@ class ModelServer:
                 if first_token_s is None and step.completion_tokens:
                     first_token_s = time.monotonic() - started
                 # A step can decode half a multi-byte character: its text is empty until the rest arrives.
-                deltas = [d for d in step.deltas if d.text or d.finish_reason]
+                deltas = [d for d in step.deltas if d.text or d.finish_reason or d.logprobs]
                 for d in deltas:
                     texts[d.index] += d.text
                     reasons[d.index] = d.finish_reason or reasons[d.index]
+                    if logprobs is not None:
+                        logprobs[d.index].extend(d.logprobs)
                 if deltas and (ready := coalescer.add(deltas)):
                     yield ready
             if rest := coalescer.flush():
@@ -96,7 +99,7 @@ class ModelServer:
             prompt_tokens=step.prompt_tokens if step else 0,
             completion_tokens=step.completion_tokens if step else 0,
             first_token_s=first_token_s, total_s=time.monotonic() - started,
-            weights=self.weights.tag if self.weights else None,
+            weights=self.weights.tag if self.weights else None, logprobs=logprobs,
         )
 
     async def _engine_steps(self, request: GenerationRequest):

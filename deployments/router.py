@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from contracts.config import AppConfig, QualityConfig
 from contracts.errors import InvalidRequestError, NotFoundError
 from deployments.adapters import AdapterRef
+from deployments.channels import Channel
 from deployments.postprocess import CJK
 from deployments.prompts import Language, Length, TemplateLibrary
 from deployments.state.routes import LiveRoutes, pick
@@ -36,6 +37,7 @@ class CopyPlan:
     max_tokens: int
     quality: QualityConfig
     adapter: AdapterRef | None = None  # set by the ingress from the registry, per request
+    channel: Channel | None = None  # where the copy runs: its fields and limits shape the answer
 
 
 class Router:

@@ -111,3 +111,8 @@ class AccessControl:
                 "limits": {"requests": requests_limit, "tokens": tokens_limit},
                 "requests": sum(r["requests"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
                 "reserved_tokens": used["reserved_tokens"], "by_model": rows}
+
+
+def owner_of(key: ApiKey | None) -> str | None:
+    """Whose sessions and usage a request reaches: its key's (None when auth is off)."""
+    return key.id if key else None

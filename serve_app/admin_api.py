@@ -16,7 +16,8 @@ from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUp
 
 
 class AdminAPI:
-    """Uses the ingress's state: access, router, models, config, live_routes, adapters, active_weights, keys."""
+    """Uses the ingress's state: access, router, models, config, live_routes, adapters, active_weights,
+    pending_rolls, keys."""
 
     # --- admin: live routes ----------------------------------------------------------------------
 
@@ -115,16 +116,26 @@ class AdminAPI:
                 raise InvalidRequestError(f"adapter {body.adapter!r} is a {adapter.kind} adapter of "
                                           f"{adapter.base_model}, not merged weights of {model}", "adapter")
             ref = adapter.ref
-        status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
-        if status.get(deployment_name(model), {}).get("status") != "HEALTHY":
-            raise ConflictError(f"model {model} is rolling or scaling now: wait until GET /v1/models/{model}/weights "
-                                "shows it HEALTHY, then activate", "model")
-        previous = await self.active_weights.get(model)
-        await self.active_weights.set(model, ref)
+        # One change at a time per model, across ingress replicas: held past the deploy, until the
+        # controller shows the roll (which the status check below then refuses).
+        if await self.active_weights.claim(model, weights_roll.SETTLE_GRACE_S) is None:
+            raise ConflictError(f"another change of model {model}'s weights is being applied: watch "
+                                f"GET /v1/models/{model}/weights and try again once it is HEALTHY", "model")
         try:
-            await weights_roll.start(self.config, model, ref)
+            status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
+            state = status.get(deployment_name(model), {}).get("status")
+            if not weights_roll.may_change(state):
+                raise ConflictError(f"model {model} is {state} (rolling or scaling) now: wait until "
+                                    f"GET /v1/models/{model}/weights shows it HEALTHY, then activate", "model")
+            previous = await self.active_weights.get(model)
+            await self.active_weights.set(model, ref)
+            try:
+                await weights_roll.start(self.config, model, ref, self.pending_rolls)
+            except Exception:
+                await self.active_weights.set(model, previous)
+                raise
         except Exception as err:
-            await self.active_weights.set(model, previous)
+            await self.active_weights.release(model)
             if isinstance(err, serve_control.DeployError):
                 raise ConflictError(f"cannot roll {model}: {err}") from None
             raise

@@ -40,7 +40,9 @@ STUDIO_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-app = FastAPI(title="copyserve", version="0.1.0", description="Copywriting on Ray Serve and vLLM")
+# /openapi.json and /docs are the ingress's own routes: with API keys on, they may need one.
+app = FastAPI(title="copyserve", version="0.1.0", description="Copywriting on Ray Serve and vLLM",
+              openapi_url=None, docs_url=None, redoc_url=None)
 install_error_handlers(app)
 app.add_middleware(RequestContextMiddleware)
 app.mount("/web", StaticFiles(directory=WEB_DIR, check_dir=False), name="web")

@@ -18,6 +18,7 @@ from contracts.config import (
     check_local_sources,
     parse_config,
 )
+from deployments.channels import catalogue
 from deployments.model_server import DEFAULT_ENGINE, ModelServer, deployment_name
 from deployments.polish import Polish
 from deployments.router import Router
@@ -54,6 +55,12 @@ def deployment_options(opts: DeploymentOptions, env: dict[str, str] | None = Non
             "ray_actor_options": actor, **overrides, **health}
 
 
+def local_ray_env(config: AppConfig) -> dict[str, str]:
+    """Settings a Ray that copyserve starts itself (``copyserve serve``, tests, benchmarks) reads from the
+    environment of the process that starts it: set them before ``ray.init``."""
+    return {"RAY_worker_niceness": str(config.server.worker_niceness)}
+
+
 def engine_env(model: ModelConfig) -> dict[str, str]:
     """Settings vLLM reads only from the environment of the replica's process."""
     return {"VLLM_CPU_OMP_THREADS_BIND": model.engine.cpu_omp_threads_bind}
@@ -71,10 +78,12 @@ def deployment_specs(config: AppConfig) -> dict[str, dict[str, Any]]:
 
 
 def validate_for_serving(config: AppConfig) -> None:
-    """Checks that need the file system: model folders exist, every route has its prompt template."""
+    """Checks that need the file system: model folders exist, every route has its prompt template, the
+    channel catalogue is valid."""
     check_local_sources(config)
     try:
         Router(config)
+        catalogue()  # the channel file: a broken entry fails here, named, not on the first request
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

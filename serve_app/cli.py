@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ray import serve
 
     from serve_app import serve_control
-    from serve_app.builder import validate_for_serving
+    from serve_app.builder import local_ray_env, validate_for_serving
     from serve_app.serve_config import build_serve_config
 
     config = load_config(args.config)
@@ -46,6 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print(f"starting Ray and {len(config.models)} model deployment(s) from {args.config} ...", flush=True)
     # No --address: a new local Ray, never one a past `ray start` left recorded in /tmp/ray.
+    if not args.address:
+        os.environ.update(local_ray_env(config))
     ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING",
              _metrics_export_port=None if args.address else _free_or_none(server.metrics_port))
     serve.start(http_options={"host": server.host, "port": server.port,

@@ -131,3 +131,28 @@ def build_rayservice(config: AppConfig, cluster: dict[str, Any]) -> dict[str, An
             },
         },
     }
+
+
+def build_network_policy(config: AppConfig, cluster: dict[str, Any]) -> dict[str, Any]:
+    """Who may reach the head pod. KubeRay's operator submits the Serve config through the dashboard, so
+    the dashboard listens on 0.0.0.0 in the pod; its job API runs code, so only the cluster's own pods
+    and the operator reach it (and GCS and the client port). The API and the metrics stay open."""
+    name = cluster.get("cluster_name", "copyserve")
+    internal = [{"port": port, "protocol": "TCP"} for port in (6379, 8265, 10001)]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{name}-head"},
+        "spec": {
+            "podSelector": {"matchLabels": {"ray.io/cluster": name, "ray.io/node-type": "head"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"port": config.server.port, "protocol": "TCP"},
+                           {"port": config.server.metrics_port, "protocol": "TCP"}]},
+                {"from": [{"podSelector": {"matchLabels": {"ray.io/cluster": name}}},
+                          {"namespaceSelector": {},
+                           "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}],
+                 "ports": internal},
+            ],
+        },
+    }

@@ -8,17 +8,19 @@ come, a ``retry`` event between attempts, and the post-processed answer as the `
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ray.serve.handle import DeploymentHandle
 
 from contracts.config import QualityConfig
-from contracts.errors import NotFoundError
+from contracts.errors import InvalidRequestError, NotFoundError
 from deployments import model_calls
 from deployments.adapters import AdapterRef
+from deployments.channels import ChannelField, catalogue, fit_text, parse_answer
 from deployments.generation import Completion, GenerationRequest, SamplingOptions, engine_request_id
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan, Router
@@ -34,6 +36,7 @@ class Attempt:
     completion: Completion
     drafts: list[Draft]
     timings: dict = field(default_factory=dict)
+    fields: list[dict] | None = None  # with a channel: each draft's fields
 
     @property
     def score(self) -> float:
@@ -55,8 +58,9 @@ class CopyPipeline:
         self.sessions = sessions
 
     async def plan(self, body: CopyRequest) -> CopyPlan:
-        return await self.router.plan_copy(body.industry, body.product, body.keywords, body.tone,
-                                                  body.length, body.language)
+        plan = await self.router.plan_copy(body.industry, body.product, body.keywords, body.tone,
+                                           body.length, body.language)
+        return with_channel(plan, body.channel) if body.channel else plan
 
     async def plan_revision(self, body: RevisionRequest, owner: str | None) -> CopyPlan:
         """The session's conversation plus the new instruction, on the model that wrote the copy."""
@@ -86,8 +90,9 @@ class CopyPipeline:
                     "max_tokens": body.max_tokens or plan.max_tokens}
         # name@version of the LoRA or merged adapter: a new version never hits old copy
         adapter = plan.adapter.tag if plan.adapter else weights
+        quality = {**plan.quality.model_dump(), "channel": plan.channel.id if plan.channel else None}
         return cache_key_material(plan.route.industry, plan.route.model, adapter, plan.messages, sampling,
-                                  body.postprocess, plan.quality.model_dump())
+                                  body.postprocess, quality)
 
     @staticmethod
     def generation(body: CopySampling, plan: CopyPlan, request_id: str, attempt: int) -> GenerationRequest:
@@ -95,13 +100,18 @@ class CopyPipeline:
         if attempt > 1:
             seed = (seed if seed is not None else random.randrange(2**31)) + attempt
             temperature = max(temperature, RETRY_MIN_TEMPERATURE)
+        shape = {}
+        if plan.channel:  # the engine writes the channel's fields as JSON, each within its ceiling
+            shape = {"json_schema": json.dumps(plan.channel.json_schema(plan.language)), "fit_max_tokens": True}
         return GenerationRequest(
             request_id=engine_request_id(request_id, attempt), messages=tuple(plan.messages),
             adapter=plan.adapter,
             sampling=SamplingOptions(n=body.n, temperature=temperature, top_p=body.top_p, seed=seed,
-                                     max_tokens=body.max_tokens or plan.max_tokens))
+                                     max_tokens=body.max_tokens or plan.max_tokens, **shape))
 
     async def postprocess(self, completion: Completion, plan: CopyPlan, enabled: bool) -> Attempt:
+        if plan.channel:
+            return await self._postprocess_fields(completion, plan, enabled)
         drafts = [Draft(t.strip(), plan.language, plan.route.industry, r)
                   for t, r in zip(completion.texts, completion.finish_reasons, strict=True)]
         attempt = Attempt(completion, drafts)
@@ -113,6 +123,45 @@ class CopyPipeline:
         attempt.drafts = await asyncio.gather(*(self.sentiment.process.remote(d) for d in drafts))
         attempt.timings = {"polish_ms": round((polished - started) * 1000, 2),
                            "sentiment_ms": round((time.perf_counter() - polished) * 1000, 2)}
+        return attempt
+
+    async def _postprocess_fields(self, completion: Completion, plan: CopyPlan, enabled: bool) -> Attempt:
+        """A channel's copy: each answer's fields fitted to their limits and polished one by one (an edit
+        that would break a limit is left out), then scored as one text."""
+        channel, language = plan.channel, plan.language
+        shaped = []
+        for text in completion.texts:
+            answer = parse_answer(text)
+            if answer is None:
+                raise InvalidRequestError(
+                    f"the answer ended before the {channel.id} fields were complete (max_tokens, or this model's "
+                    f"context); leave max_tokens out (the channel needs up to {channel.max_tokens(language)} "
+                    "tokens) or use a model with a longer context", "max_tokens")
+            shaped.append(channel.fit(answer, language))
+        raw = [channel.display(fields) for fields in shaped]
+        edits: list[list[dict]] = [[] for _ in shaped]
+        started = time.perf_counter()
+        if enabled:
+            spots = [(i, f, j) for i, fields in enumerate(shaped) for f in channel.fields
+                     for j in range(f.count)]
+            texts = [value_at(shaped[i], f, j) for i, f, j in spots]
+            polished = await asyncio.gather(*(self.polish.process.remote(
+                Draft(t, language, plan.route.industry)) for t in texts))
+            for (i, f, j), before, after in zip(spots, texts, polished, strict=True):
+                if after.text != before and fit_text(after.text, f, language) == after.text:
+                    set_value(shaped[i], f, j, after.text)
+                    edits[i] += [{**e, "field": f.name} for e in after.edits]
+        polished_at = time.perf_counter()
+        drafts = [Draft(channel.display(fields), language, plan.route.industry, reason, raw_text=raw_text,
+                        edits=field_edits)
+                  for fields, reason, raw_text, field_edits in zip(shaped, completion.finish_reasons, raw, edits,
+                                                                   strict=True)]
+        if enabled:
+            drafts = await asyncio.gather(*(self.sentiment.process.remote(d) for d in drafts))
+        attempt = Attempt(completion, list(drafts), fields=shaped)
+        if enabled:
+            attempt.timings = {"polish_ms": round((polished_at - started) * 1000, 2),
+                               "sentiment_ms": round((time.perf_counter() - polished_at) * 1000, 2)}
         return attempt
 
     @staticmethod
@@ -160,6 +209,8 @@ class CopyPipeline:
         return CopyResponse(
             id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
             language=plan.language, adapter=plan.adapter.tag if plan.adapter else c.weights, variant=plan.route.variant,
+            channel=plan.channel.id if plan.channel else None,
+            fields=chosen.fields[chosen.best] if chosen.fields else None,
             text=best.text,
             texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
             finish_reasons=c.finish_reasons, attempts=len(attempts),
@@ -173,3 +224,28 @@ class CopyPipeline:
                             total_ms=round((time.monotonic() - received) * 1000, 1),
                             tokens_per_s=round(c.tokens_per_s, 2), **chosen.timings),
         ).model_dump()
+
+
+def with_channel(plan: CopyPlan, channel_id: str) -> CopyPlan:
+    """The plan for copy shaped to a channel: its instructions in the prompt, its token budget."""
+    channel = catalogue().get(channel_id)
+    if channel is None:
+        raise NotFoundError(f"no channel {channel_id!r}; channels: {', '.join(catalogue())}", "channel")
+    if plan.language not in channel.languages:
+        raise InvalidRequestError(f"channel {channel_id} takes copy in {', '.join(channel.languages)}, not "
+                                  f"{plan.language}", "language")
+    *earlier, last = plan.messages
+    prompt = {**last, "content": f"{last['content']}\n\n{channel.instructions(plan.language)}"}
+    return replace(plan, messages=[*earlier, prompt], channel=channel,
+                   max_tokens=channel.max_tokens(plan.language))
+
+
+def value_at(fields: dict, f: ChannelField, j: int) -> str:
+    return fields[f.name][j] if f.count > 1 else fields[f.name]
+
+
+def set_value(fields: dict, f: ChannelField, j: int, text: str) -> None:
+    if f.count > 1:
+        fields[f.name][j] = text
+    else:
+        fields[f.name] = text

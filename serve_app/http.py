@@ -6,10 +6,11 @@ import ipaddress
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from ray.exceptions import RayError
 from starlette.exceptions import HTTPException
 
@@ -64,9 +65,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _routing(request: Request, exc: HTTPException):
         # FastAPI's own answers (no such path, wrong method) in our error shape, with what to do instead.
         if exc.status_code == 404:
-            error = NotFoundError(f"no endpoint at {request.url.path}; the API is under /v1 (see /docs)")
+            error = NotFoundError(f"no endpoint at {request.url.path}; the API is under /v1 (see /openapi.json)")
         elif exc.status_code == 405:
-            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "see /docs")
+            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "see /openapi.json")
             error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}")
         else:
             error = InvalidRequestError(str(exc.detail))
@@ -99,14 +100,29 @@ def host_allowed(host_header: str, allowed: frozenset[str]) -> bool:
         return host in ("localhost", *allowed)
 
 
+@dataclass
+class EdgeSettings:
+    """What the middleware enforces, from the config. The ingress sets it in its replica's process
+    (``configure_edge``); Serve serves a copy of the FastAPI app, so ``app.state`` is not the place."""
+
+    max_body_bytes: int = 1_000_000
+    allowed_hosts: frozenset[str] | None = None  # None: any Host (API keys are on)
+
+
+EDGE = EdgeSettings()
+
+
+def configure_edge(max_body_bytes: int, allowed_hosts: frozenset[str] | None) -> None:
+    EDGE.max_body_bytes, EDGE.allowed_hosts = max_body_bytes, allowed_hosts
+
+
 class RequestContextMiddleware:
     """Pure ASGI (so streaming and disconnects pass untouched): assigns the request id, echoes it
     in the response headers, refuses bodies over ``max_body_bytes`` with 413, and, on an instance
-    without API keys (``app.state.allowed_hosts`` set), Host names it does not know with 400."""
+    without API keys (``allowed_hosts`` set), Host names it does not know with 400 (``EdgeSettings``)."""
 
-    def __init__(self, app, default_max_body_bytes: int = 1_000_000):
-        self.app = app
-        self.default_max_body_bytes = default_max_body_bytes
+    def __init__(self, app, settings: EdgeSettings = EDGE):
+        self.app, self.settings = app, settings
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -115,9 +131,7 @@ class RequestContextMiddleware:
         given = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")[:128]
         request_id = given or f"req-{uuid.uuid4().hex[:24]}"
         scope.setdefault("state", {})["request_id"] = request_id
-        # The limit lives on app.state: the ingress sets it from config when its replica starts.
-        limit = getattr(scope["app"].state, "max_body_bytes", self.default_max_body_bytes)
-        allowed = getattr(scope["app"].state, "allowed_hosts", None)
+        limit, allowed = self.settings.max_body_bytes, self.settings.allowed_hosts
         host = headers.get(b"host", b"").decode("latin-1")
         if allowed is not None and not host_allowed(host, allowed):
             refused = InvalidRequestError(f"Host {host!r} is not served: this instance has API keys off and answers "
@@ -179,3 +193,21 @@ async def sse_stream(events: AsyncIterator[dict], request_id: str, done_marker: 
         yield sse({"type": "error", **to_error_body(exc, request_id)[1]})
     if done_marker:
         yield sse("[DONE]")
+
+
+async def sse_response(events: AsyncIterator[dict], request_id: str, done_marker: bool,
+                       headers: dict | None = None) -> StreamingResponse:
+    """Wait for the first event before answering, so a bad request is still a plain 4xx."""
+    try:
+        first = await events.__anext__()
+    except BaseException:
+        await events.aclose()
+        raise
+
+    async def all_events():
+        yield first
+        async for event in events:
+            yield event
+
+    return StreamingResponse(sse_stream(all_events(), request_id, done_marker), media_type="text/event-stream",
+                             headers={**SSE_HEADERS, **(headers or {})})

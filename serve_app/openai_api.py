@@ -1,72 +1,90 @@
-"""OpenAI wire format: requests into GenerationRequests, Completions and deltas into OpenAI JSON."""
+"""The OpenAI-compatible API (a mixin of ``Ingress``): /v1/chat/completions and /v1/completions.
+
+``model`` names a model, a route (industry) or ``<route or model>:<adapter>``; the wire format is
+``openai_format.py``."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
-from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions, engine_request_id
-from serve_app.protocol import ChatCompletionRequest, CompletionRequest, OpenAISampling
+from fastapi import Request
 
-
-def _sampling(req: OpenAISampling) -> SamplingOptions:
-    return SamplingOptions(
-        n=req.n, temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens, seed=req.seed,
-        stop=tuple(req.stop), presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-    )
-
-
-def chat_generation(req: ChatCompletionRequest, request_id: str, history: list[dict] = ()) -> GenerationRequest:
-    # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
-    messages = tuple(history) + tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                                      for m in req.messages)
-    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req), messages=messages)
+from deployments import model_calls
+from deployments.generation import Completion, GenerationRequest
+from deployments.state.keys import ApiKey
+from serve_app.access import owner_of
+from serve_app.api_app import app
+from serve_app.http import request_id_of, sse_response
+from serve_app.openai_format import OpenAIFormatter, chat_generation, completion_generation, usage
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 
 
-def completion_generation(req: CompletionRequest, request_id: str) -> GenerationRequest:
-    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req), prompt=req.prompt)
+class OpenAIAPI:
+    """Uses the ingress's state: access, router, sessions, models, streaming handles, config, ``_adapter``."""
 
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request):
+        key = await self.access.check(request)
+        history = []
+        if body.session_id:
+            session = await self.sessions.load("chat", owner_of(key), body.session_id)
+            history = session["messages"] if session else []
+        request_id = request_id_of(request)
+        generation = chat_generation(body, request_id, history)
 
-def usage(c: Completion) -> dict:
-    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-            "total_tokens": c.prompt_tokens + c.completion_tokens}
+        async def finish(completion: Completion) -> None:
+            if body.session_id:
+                reply = {"role": "assistant", "content": completion.texts[0]}
+                await self.sessions.save("chat", owner_of(key), body.session_id, {"model": body.model},
+                                         [*generation.messages, reply])
 
+        return await self._openai(body, key, generation, self._formatter("chat", body, request_id), finish)
 
-class OpenAIFormatter:
-    """Builds response objects for one request of either endpoint (``chat`` or ``text`` completions)."""
+    @app.post("/v1/completions")
+    async def completions(self, body: CompletionRequest, request: Request):
+        key = await self.access.check(request)
+        request_id = request_id_of(request)
+        generation = completion_generation(body, request_id)
 
-    def __init__(self, kind: str, request_id: str, include_usage: bool = False):
-        self.chat, self.request_id = kind == "chat", request_id
-        self.base = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{request_id}",
-                     "object": "chat.completion" if self.chat else "text_completion", "created": int(time.time())}
-        self.include_usage = include_usage
-        self._role_sent: set[int] = set()
+        return await self._openai(body, key, generation, self._formatter("text", body, request_id))
 
-    def _choice(self, index: int, text: str, finish_reason: str | None, streaming: bool) -> dict:
-        if not self.chat:
-            return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        if not streaming:
-            return {"index": index, "message": {"role": "assistant", "content": text},
-                    "logprobs": None, "finish_reason": finish_reason}
-        delta = {"content": text}
-        if index not in self._role_sent:
-            self._role_sent.add(index)
-            delta["role"] = "assistant"
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    @staticmethod
+    def _formatter(kind: str, body, request_id: str) -> OpenAIFormatter:
+        return OpenAIFormatter(kind, request_id, include_usage=bool(body.stream_options and
+                                                                    body.stream_options.include_usage),
+                               logprobs=body.logprobs_k() is not None)
 
-    def response(self, c: Completion) -> dict:
-        choices = [self._choice(i, t, r, False) for i, (t, r) in enumerate(zip(c.texts, c.finish_reasons, strict=True))]
-        return {**self.base, "model": c.model, "choices": choices, "usage": usage(c)}
+    async def _openai(self, body, key: ApiKey | None, generation: GenerationRequest, fmt: OpenAIFormatter,
+                      finish=None):
+        # `model` may name an adapter too: "<route or model>:<adapter>".
+        target, _, adapter_name = body.model.partition(":")
+        plan = await self.router.resolve(target)
+        adapter_name = adapter_name or plan.adapter
+        if adapter_name:
+            generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
+        reserve = body.n * (body.max_tokens or self.config.model(plan.model).default_max_tokens)
 
-    def _chunk(self, model: str, choices: list[dict], **extra) -> dict:
-        obj = "chat.completion.chunk" if self.chat else "text_completion"
-        return {**self.base, "object": obj, "model": model, "choices": choices, **extra}
+        async def done(completion: Completion, reservation) -> None:
+            await self.access.settle(reservation, usage(completion), completion.model,
+                                     generation.adapter.tag if generation.adapter else completion.weights)
+            if finish is not None:
+                await finish(completion)
 
-    def delta_chunk(self, model: str, deltas: list[Delta]) -> dict:
-        # finish_reason goes out in the closing chunk only, where the whole answer is known.
-        return self._chunk(model, [self._choice(d.index, d.text, None, True) for d in deltas])
+        if not body.stream:
+            async with self.access.metered(key, reserve) as reservation:
+                completion = await model_calls.generate(self.models[plan.model], generation)
+                await done(completion, reservation)
+            return fmt.response(completion)
 
-    def closing_chunks(self, c: Completion) -> list[dict]:
-        chunks = [self._chunk(c.model, [self._choice(i, "", r, True) for i, r in enumerate(c.finish_reasons)])]
-        if self.include_usage:
-            chunks.append(self._chunk(c.model, [], usage=usage(c)))
-        return chunks
+        async def events() -> AsyncIterator[dict]:
+            async with self.access.metered(key, reserve) as reservation:
+                async for item in model_calls.stream(self.streaming[plan.model], generation):
+                    if isinstance(item, Completion):
+                        await done(item, reservation)
+                        for chunk in fmt.closing_chunks(item):
+                            yield chunk
+                    else:
+                        yield fmt.delta_chunk(plan.model, item)
+
+        return await sse_response(events(), fmt.request_id, done_marker=True)

@@ -8,6 +8,7 @@ import copy
 from collections.abc import Callable
 
 from contracts.config import AppConfig
+from deployments.channels import catalogue
 
 
 def _with_enum(schema: dict, values: list[str]) -> None:
@@ -30,6 +31,7 @@ def live_openapi(base: Callable[[], dict], config: AppConfig) -> dict:
     context = max(m.engine.max_model_len for m in config.models)
     schemas = doc["components"]["schemas"]
     _with_enum(schemas["CopyRequest"]["properties"]["industry"], names)
+    _with_enum(schemas["CopyRequest"]["properties"]["channel"], list(catalogue()))
     for request in ("ChatCompletionRequest", "CompletionRequest"):
         props = schemas[request]["properties"]
         props["model"]["description"] = ("A model, an industry route, or `<route or model>:<adapter>` "

@@ -1,10 +1,11 @@
-"""HTTP request and response schemas: the native copy API and the OpenAI-compatible subset."""
+"""HTTP request and response schemas of the native copy API and the admin API (the OpenAI-compatible
+ones are in ``openai_protocol.py``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -71,6 +72,9 @@ class CopyRequest(CopySampling):
         None, description="A registered LoRA adapter of the route's model, instead of the base model.")
     cache: bool | None = Field(
         None, description="None: cache when reproducible (temperature 0 or a seed); true: always; false: never.")
+    channel: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,40}$")] | None = Field(
+        None, description="Where the copy runs (GET /v1/channels): the answer has its fields, each within the "
+                          "platform's limit.")
 
 
 class RevisionRequest(CopySampling):
@@ -104,6 +108,9 @@ class CopyResponse(BaseModel):
     language: Literal["en", "zh"]
     adapter: str | None = Field(None, description="The adapter version that wrote it (`name@vN`), if any.")
     variant: str | None = Field(None, description="The live route's variant that served it (A/B splits).")
+    channel: str | None = Field(None, description="The channel the copy is shaped for, if any.")
+    fields: dict[str, str | list[str]] | None = Field(
+        None, description="With a channel: each field of the best text, within its limit (`text` joins them).")
     text: str = Field(..., description="The best (or only) text, post-processed; `texts` has all n.")
     texts: list[str]
     raw_text: str = Field(..., description="`text` as the model wrote it, before polish.")
@@ -114,107 +121,6 @@ class CopyResponse(BaseModel):
     attempt_scores: list[float] = Field(default_factory=list, description="Best sentiment score of each attempt.")
     usage: Usage = Field(..., description="Tokens over all attempts.")
     timings: Timings
-
-
-# --- OpenAI-compatible API ------------------------------------------------------------------
-
-class ContentPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[ContentPart]
-    name: str | None = None
-
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class OpenAISampling(ApiRequest):
-    """Fields both OpenAI endpoints share. Unknown fields are ignored, as OpenAI clients send extras."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: NonBlank
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, ge=1, le=8)
-    max_tokens: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # the range torch's generator takes
-    stop: list[str] = Field(default_factory=list, description="Up to 4 stop strings (a single string is fine).")
-    presence_penalty: float = Field(0.0, ge=-2, le=2)
-    frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = None
-    # OpenAI fields copyserve does not serve yet: refused when they ask for something, never silently dropped.
-    logprobs: bool | int | None = Field(None, description="Not served yet: 400 unless false/null.")
-    top_logprobs: int | None = Field(None, description="Not served yet: 400 unless 0/null.")
-    logit_bias: dict | None = Field(None, description="Not served yet: 400 unless empty/null.")
-    response_format: dict | None = Field(None, description='Not served yet: 400 unless {"type": "text"}.')
-    tools: list | None = Field(None, description="Not served yet: 400 unless empty/null.")
-    tool_choice: str | dict | None = Field(None, description='Not served yet: 400 unless "none"/null.')
-
-    @field_validator("logprobs", "top_logprobs", "logit_bias", "response_format", "tools", "tool_choice")
-    @classmethod
-    def _unserved(cls, value: object, info) -> object:
-        if value in (None, False, 0, {}, [], "none", {"type": "text"}):
-            return value
-        raise ValueError(f"{info.field_name} is not served by copyserve yet; leave it out")
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _stop_list(cls, stop: object) -> list[str]:
-        stops = [stop] if isinstance(stop, str) else stop
-        if stops is None:
-            return []
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
-            raise ValueError("stop takes a string or a list of up to 4 non-empty strings")
-        return stops
-
-
-class ChatCompletionRequest(OpenAISampling):
-    messages: list[ChatMessage] = Field(..., min_length=1)
-    session_id: SessionId | None = Field(None, description="copyserve extension: earlier turns come from Redis.")
-    max_completion_tokens: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> ChatCompletionRequest:
-        self.max_tokens = self.max_completion_tokens or self.max_tokens
-        return self
-
-
-class CompletionRequest(OpenAISampling):
-    prompt: str | list[str] = Field(..., description="One prompt (a list of exactly one is accepted).")
-    temperature: float = Field(1.0, ge=0, le=2)
-    max_tokens: int | None = Field(16, ge=1)
-    echo: bool = Field(False, description="Not served yet: 400 unless false.")
-    best_of: int | None = Field(None, description="Not served yet: 400 unless 1/null.")
-    suffix: str | None = Field(None, description="Not served yet: 400 unless empty/null.")
-
-    @field_validator("echo", "best_of", "suffix")
-    @classmethod
-    def _unserved_here(cls, value: object, info) -> object:
-        if not value or (info.field_name == "best_of" and value == 1):
-            return value
-        raise ValueError(f"{info.field_name} is not served by copyserve yet; leave it out")
-
-    @field_validator("prompt")
-    @classmethod
-    def _single_prompt(cls, prompt: str | list[str]) -> str:
-        if isinstance(prompt, list):
-            if len(prompt) != 1:
-                raise ValueError("send one prompt per request (a list of exactly one string)")
-            prompt = prompt[0]
-        if not prompt:
-            raise ValueError("prompt must not be empty")
-        return prompt
 
 
 class KeyCreateRequest(ApiRequest):

@@ -13,39 +13,39 @@ import logging
 import time
 
 from contracts.config import AppConfig
+from contracts.errors import ServiceUnavailableError
 from deployments.adapters import AdapterRef
-from deployments.merged_weights import weights_env
+from deployments.merged_weights import PendingRoll, PendingRolls, weights_env
 from deployments.model_server import deployment_name
 from serve_app import serve_control
 
 logger = logging.getLogger("copyserve.weights_roll")
 SURGE_SETTLE_TIMEOUT_S = 3600  # a surge replica waiting for a free GPU may take the cluster autoscaler a while
 SETTLE_GRACE_S = 30            # longer than the controller takes to pick up a deploy
-SETTLE_POLL_S = 1.0
+SETTLE_POLL_S = 2.0            # each ingress replica's look at pending rolls (one HGETALL while none)
 
-_rolls: set[asyncio.Task] = set()  # held so running rolls are not garbage-collected
-
-
-async def start(config: AppConfig, model: str, ref: AdapterRef | None) -> None:
-    """Deploy the new weights; returns once the controller took the config (raising what the deploy
-    raised). Roll and settle run as one task: a caller that goes away must not leave the deployment
-    at its surged count."""
-    rolled = asyncio.get_running_loop().create_future()
-    task = asyncio.get_running_loop().create_task(_roll_and_settle(config, model, ref, rolled))
-    _rolls.add(task)
-    task.add_done_callback(_rolls.discard)
-    await asyncio.shield(rolled)
+# A roll or scale in progress: a new change waits for it. A failed or unhealthy deployment may change
+# (rolling back a bad version is how it gets well again).
+BUSY_STATES = frozenset({"UPDATING", "UPSCALING", "DOWNSCALING"})
 
 
-async def _roll_and_settle(config: AppConfig, model: str, ref: AdapterRef | None, rolled: asyncio.Future) -> None:
-    try:
-        count = await asyncio.to_thread(roll, config, model, ref)
-    except Exception as err:
-        rolled.set_exception(err)
-        return
-    rolled.set_result(count)
+def may_change(state: str | None) -> bool:
+    """Whether a model deployment in ``state`` may start a new weights roll."""
+    return state is not None and state not in BUSY_STATES
+
+
+async def start(config: AppConfig, model: str, ref: AdapterRef | None, pending: PendingRolls) -> None:
+    """Deploy the new weights (raising what the deploy raised). A fixed count is raised by one for the
+    roll and the roll recorded in Redis, so whichever ingress replica's ``Settler`` looks next drains the
+    extra replica once the roll is done, even when the replica that started it is gone."""
+    deployed_at = time.time()
+    count = await asyncio.to_thread(roll, config, model, ref)
     if count is not None:
-        await settle(config, model, count)
+        try:
+            await pending.add(model, count, deployed_at)
+        except ServiceUnavailableError:  # the roll is under way all the same: say what to do about the surge
+            logger.error("%s: rolling, but Redis lost the pending roll: it keeps %d replicas until "
+                         "redeployed at %d", model, count + 1, count)
 
 
 def roll(config: AppConfig, model: str, ref: AdapterRef | None) -> int | None:
@@ -60,27 +60,53 @@ def roll(config: AppConfig, model: str, ref: AdapterRef | None) -> int | None:
     return options.num_replicas
 
 
-async def settle(config: AppConfig, model: str, count: int) -> None:
-    """When the roll is done (count + 1 replicas, all on the new weights), drain the extra one.
+class Settler:
+    """Drains the extra replica of each pending roll once every replica runs the new weights.
 
     The controller applies a deploy a moment later, so a HEALTHY status counts only after the roll
     has been seen under way (or after a grace period, for a deploy that changed nothing)."""
-    app_name, name = config.server.app_name, deployment_name(model)
-    started = time.monotonic()
-    seen_rolling = False
-    while time.monotonic() - started < SURGE_SETTLE_TIMEOUT_S:
+
+    def __init__(self, config: AppConfig, pending: PendingRolls):
+        self.config, self.pending = config, pending
+        self._seen_rolling: set[tuple[str, float]] = set()  # (model, deployed_at) seen not HEALTHY
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except Exception as err:  # a controller or Redis hiccup must not strand the extra replica
+                logger.warning("settling weights rolls: %r; trying again", err)
+            await asyncio.sleep(SETTLE_POLL_S)
+
+    async def step(self) -> None:
+        rolls = await self.pending.all()
+        if not rolls:
+            return
+        app_name = self.config.server.app_name
+        statuses = await asyncio.to_thread(serve_control.deployment_status, app_name)
+        for roll_ in rolls:
+            status = statuses.get(deployment_name(roll_.model), {})
+            since = (roll_.model, roll_.deployed_at)
+            if status.get("status") != "HEALTHY":
+                self._seen_rolling.add(since)
+            age = time.time() - roll_.deployed_at
+            done = status.get("status") == "HEALTHY" and status.get("replicas") == {"RUNNING": roll_.count + 1}
+            if done and (since in self._seen_rolling or age > SETTLE_GRACE_S):
+                await self._drain(roll_)
+            elif age > SURGE_SETTLE_TIMEOUT_S and await self.pending.take(roll_):
+                logger.warning("%s: the roll did not finish in %ds; it keeps %d replicas", roll_.model,
+                               SURGE_SETTLE_TIMEOUT_S, roll_.count + 1)
+
+    async def _drain(self, roll_: PendingRoll) -> None:
+        if not await self.pending.take(roll_):
+            return  # another ingress replica did, or a newer roll replaced this one
+        app_name, name = self.config.server.app_name, deployment_name(roll_.model)
         try:
-            status = (await asyncio.to_thread(serve_control.deployment_status, app_name)).get(name, {})
-            seen_rolling |= status.get("status") != "HEALTHY"
-            done = status.get("status") == "HEALTHY" and status.get("replicas") == {"RUNNING": count + 1}
-            if done and (seen_rolling or time.monotonic() - started > SETTLE_GRACE_S):
-                serve_config = await asyncio.to_thread(serve_control.deployed_config)
-                await asyncio.to_thread(serve_control.deploy,
-                                        serve_control.with_num_replicas(serve_config, app_name, name, count))
-                logger.info("%s: new weights on every replica; back to %d replica(s)", model, count)
-                return
-        except Exception as err:  # a controller hiccup must not strand the extra replica
-            logger.warning("%s: settling the roll: %r; trying again", model, err)
-        await asyncio.sleep(SETTLE_POLL_S)
-    logger.warning("%s: the roll did not finish in %ds; it keeps %d replicas", model, SURGE_SETTLE_TIMEOUT_S,
-                   count + 1)
+            serve_config = await asyncio.to_thread(serve_control.deployed_config)
+            await asyncio.to_thread(serve_control.deploy,
+                                    serve_control.with_num_replicas(serve_config, app_name, name, roll_.count))
+        except Exception:
+            await self.pending.add(roll_.model, roll_.count, roll_.deployed_at)  # for the next pass
+            raise
+        self._seen_rolling.discard((roll_.model, roll_.deployed_at))
+        logger.info("%s: new weights on every replica; back to %d replica(s)", roll_.model, roll_.count)

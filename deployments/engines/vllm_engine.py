@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from vllm import SamplingParams
+from vllm.config import StructuredOutputsConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.exceptions import VLLMValidationError
 from vllm.lora.request import LoRARequest
 from vllm.renderers.params import ChatParams, TokenizeParams
-from vllm.sampling_params import RequestOutputKind
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
@@ -21,7 +22,7 @@ from contracts.config import ModelConfig
 from contracts.errors import EngineStoppedError, InvalidRequestError
 from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
-from deployments.generation import Delta, GenerationRequest
+from deployments.generation import Delta, GenerationRequest, TokenLogprob
 from deployments.prompts import BUILTIN_DIR
 
 logger = logging.getLogger("copyserve.engine")
@@ -44,6 +45,9 @@ def engine_args(model: ModelConfig) -> AsyncEngineArgs:
         enable_lora=e.enable_lora,
         max_lora_rank=e.max_lora_rank,
         max_loras=e.max_loras,
+        # Structured answers (response_format, channels) in compact JSON: with free whitespace allowed, a
+        # model may pad with newlines until max_tokens and never close the object (seen with a small Qwen3).
+        structured_outputs_config=StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
     )
     if e.kv_cache_space_gib is not None:
         kwargs["kv_cache_memory_bytes"] = int(e.kv_cache_space_gib * GIB)
@@ -94,8 +98,10 @@ class VLLMEngine(LLMEngine):
             (engine_input,) = await renderer.render_cmpl_async([{"prompt": request.prompt}], tok_params)
         return engine_input
 
-    def _max_tokens(self, requested: int | None, prompt_tokens: int) -> int:
+    def _max_tokens(self, requested: int | None, prompt_tokens: int, fit: bool = False) -> int:
         room = self.max_model_len - prompt_tokens
+        if fit and requested is not None and room > 0:
+            requested = min(requested, room)
         if room <= 0:
             raise InvalidRequestError(
                 f"the prompt is {prompt_tokens} tokens and fills this model's context of {self.max_model_len} "
@@ -113,8 +119,11 @@ class VLLMEngine(LLMEngine):
         return SamplingParams(
             n=s.n, temperature=s.temperature, top_p=s.top_p, seed=s.seed, stop=list(s.stop) or None,
             presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty,
-            max_tokens=self._max_tokens(s.max_tokens, prompt_tokens),
+            max_tokens=self._max_tokens(s.max_tokens, prompt_tokens, s.fit_max_tokens),
             output_kind=RequestOutputKind.DELTA,
+            logprobs=s.logprobs,
+            structured_outputs=(StructuredOutputsParams(json=s.json_schema) if s.json_schema else
+                                StructuredOutputsParams(json_object=True) if s.json_object else None),
         )
 
     async def _lora(self, ref: AdapterRef | None) -> LoRARequest | None:
@@ -143,17 +152,25 @@ class VLLMEngine(LLMEngine):
             raise InvalidRequestError(str(err), getattr(err, "parameter", None)) from None
         except ValueError as err:  # vLLM raises plain ValueError for some bad inputs (template, lengths)
             raise InvalidRequestError(str(err)) from None
-        completion_tokens = 0
+        completion_tokens, produced = 0, False
         try:
             async for out in self._engine.generate(engine_input, params, request.request_id, lora_request=lora):
+                produced = True
                 deltas = []
                 for seq in out.outputs:
                     completion_tokens += len(seq.token_ids)
-                    deltas.append(Delta(seq.index, seq.text, seq.finish_reason))
+                    deltas.append(Delta(seq.index, seq.text, seq.finish_reason,
+                                        token_logprobs(seq, request.sampling.logprobs)))
                 yield EngineStep(deltas, prompt_tokens, completion_tokens)
         except EngineDeadError:
             raise EngineStoppedError(f"the engine of model {self.model.name} stopped; "
                                      "its replica is being replaced, retry shortly") from None
+        except (VLLMValidationError, ValueError) as err:
+            if produced:
+                raise
+            # vLLM checks some parameters (a structured-output schema) only when the request is added.
+            param = "response_format" if params.structured_outputs else getattr(err, "parameter", None)
+            raise InvalidRequestError(str(err), param) from None
 
     async def abort(self, request_id: str) -> None:
         await self._engine.abort(request_id)
@@ -169,3 +186,17 @@ class VLLMEngine(LLMEngine):
     async def shutdown(self) -> None:
         if self._engine is not None:
             self._engine.shutdown()
+
+
+def token_logprobs(seq, top_k: int | None) -> tuple[TokenLogprob, ...]:
+    """vLLM's per-token ``{token id: Logprob}`` maps (the chosen token and the ``top_k`` most likely) as
+    TokenLogprobs; -inf becomes -9999 (JSON has no infinity), as vLLM's own server does."""
+    if not seq.logprobs or top_k is None:
+        return ()
+    out = []
+    for token_id, ranked in zip(seq.token_ids, seq.logprobs, strict=False):
+        chosen = ranked[token_id]
+        top = sorted((lp for lp in ranked.values() if lp.rank is not None), key=lambda lp: lp.rank)[:top_k]
+        out.append(TokenLogprob(chosen.decoded_token or "", max(chosen.logprob, -9999.0),
+                                tuple((lp.decoded_token or "", max(lp.logprob, -9999.0)) for lp in top)))
+    return tuple(out)

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from deployments.state.store import RedisStore
 
 # While Redis is down, keys verified within this window keep working (fail open for known keys only).
-OUTAGE_GRACE_S = 600
+# A key revoked just before an outage works that long on the replicas that had verified it.
+DEFAULT_OUTAGE_GRACE_S = 600
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ def hash_secret(secret: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, store: RedisStore):
-        self.store = store
+    def __init__(self, store: RedisStore, outage_grace_s: float = DEFAULT_OUTAGE_GRACE_S):
+        self.store, self.outage_grace_s = store, outage_grace_s
         self._verified: dict[str, tuple[ApiKey, float]] = {}
 
     def _record(self, key_id: str) -> str:
@@ -90,7 +91,7 @@ class KeyStore:
         fields = await self.store.call(lambda r: r.hgetall(self._record(digest[:16])))
         if fields is None:  # Redis unavailable
             known = self._verified.get(digest)
-            if known and time.monotonic() - known[1] < OUTAGE_GRACE_S:
+            if known and time.monotonic() - known[1] < self.outage_grace_s:
                 return known[0]
             raise ConnectionError("cannot verify API keys while redis is unavailable")
         key = self._parse(fields) if fields and fields.get("hash") == digest else None

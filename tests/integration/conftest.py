@@ -23,6 +23,7 @@ from deployments.state.keys import KeyStore
 from deployments.state.store import RedisStore
 from finetune.embedded_models import prepare
 from serve_app import serve_control
+from serve_app.builder import local_ray_env
 from serve_app.serve_config import build_serve_config
 from tests.integration.helpers import free_port
 
@@ -112,6 +113,7 @@ def admin_key(make_key) -> str:
 def base_url(app_config):
     server = app_config.server
     os.environ["RAY_metrics_report_interval_ms"] = str(METRICS_REPORT_MS)  # Ray's default is 10 s
+    os.environ.update(local_ray_env(app_config))  # as `copyserve serve` starts its Ray
     ray.init(address="local", num_cpus=6, include_dashboard=False, logging_level="WARNING",
              _metrics_export_port=server.metrics_port)
     serve.start(http_options={"host": server.host, "port": server.port})

@@ -2,6 +2,7 @@
 
 import json
 
+import psutil
 import pytest
 
 SMOLLM2, QWEN3, GPTJ = "smollm2-135m-instruct", "tiny-qwen3", "tiny-gptj"
@@ -74,3 +75,13 @@ def test_n_texts_and_seed_reproducibility(client):
     assert len(first["texts"]) == 3 and len(first["finish_reasons"]) == 3
     assert first["texts"] == again["texts"]
     assert first["texts"] != other["texts"]
+
+
+def test_engines_run_at_the_configured_priority(client, app_config):
+    # Ray's default worker niceness (15) would put the CPU engine behind every other process on the host.
+    models = client.get("/healthz").json()["models"]
+    for name, model in models.items():
+        replica = psutil.Process(model["pid"])
+        engine = replica.children(recursive=True)
+        assert engine, f"{name}: no engine processes under its replica"
+        assert {p.nice() for p in [replica, *engine]} == {app_config.server.worker_niceness}, name

@@ -4,6 +4,7 @@ with no failed request, and every request after the roll is served by the merged
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -146,6 +147,8 @@ def test_a_single_replica_model_rolls_with_no_downtime(admin, client, merged_ada
     try:
         started = time.monotonic()
         assert admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": "solo"}).status_code == 202
+        again = admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": None})  # mid-roll: one change at a time
+        assert again.status_code == 409 and "being applied" in again.json()["error"]["message"], again.text
         surged = surge_then_settle(admin, tag, SOLO, replicas=1)
         roll_s = time.monotonic() - started
         time.sleep(1)
@@ -157,7 +160,9 @@ def test_a_single_replica_model_rolls_with_no_downtime(admin, client, merged_ada
     assert failures == []
     assert served[None] > 0 and served[tag] > 0
 
-    # Back to the base weights for the tests that follow.
-    assert admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": None}).status_code == 202
+    # Back to the base weights for the tests that follow. Two admins at once: one roll, one 409.
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": None}), range(2)))
+    assert sorted(r.status_code for r in answers) == [202, 409], [r.text for r in answers]
     assert surge_then_settle(admin, None, SOLO, replicas=1)
     assert client.post("/v1/copy", json=prompt).json()["adapter"] is None

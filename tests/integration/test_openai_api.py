@@ -1,5 +1,7 @@
 """The OpenAI-compatible endpoints through the official openai client, unchanged but for base_url."""
 
+import json
+
 import pytest
 from openai import BadRequestError, NotFoundError, OpenAI
 
@@ -55,3 +57,51 @@ def test_client_errors_surface_as_openai_errors(oai):
     with pytest.raises(BadRequestError, match="max_tokens"):
         oai.chat.completions.create(model="tiny-gptj", messages=[{"role": "user", "content": "hi"}],
                                     max_tokens=100_000, stream=True)
+
+
+HEADLINE = {"type": "object", "properties": {"headline": {"type": "string", "maxLength": 24}},
+            "required": ["headline"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("model", ["ecommerce", "finance"])  # SmolLM2 and Qwen3
+def test_a_json_schema_holds_while_the_answer_is_written(oai, model):
+    fmt = {"type": "json_schema", "json_schema": {"name": "ad", "schema": HEADLINE, "strict": True}}
+    for seed in range(3):
+        r = oai.chat.completions.create(model=model, max_tokens=48, temperature=1.0, seed=seed, response_format=fmt,
+                                        messages=[{"role": "user", "content": "A headline for a steel water bottle."}])
+        answer = json.loads(r.choices[0].message.content)  # valid JSON, by construction
+        assert set(answer) == {"headline"} and len(answer["headline"]) <= 24, answer
+    streamed = oai.chat.completions.create(model=model, max_tokens=48, temperature=0, stream=True, response_format=fmt,
+                                           messages=[{"role": "user", "content": "A headline for running shoes."}])
+    answer = json.loads("".join(c.choices[0].delta.content or "" for c in streamed if c.choices))
+    assert len(answer["headline"]) <= 24
+
+
+def test_json_object_and_bad_schemas(oai):
+    r = oai.chat.completions.create(model="ecommerce", max_tokens=24, temperature=0,
+                                    response_format={"type": "json_object"},
+                                    messages=[{"role": "user", "content": "Describe a desk lamp as JSON."}])
+    assert r.choices[0].message.content.lstrip().startswith("{")
+    with pytest.raises(BadRequestError) as err:
+        oai.chat.completions.create(model="ecommerce", max_tokens=8, messages=[{"role": "user", "content": "x"}],
+                                    response_format={"type": "json_schema",
+                                                     "json_schema": {"name": "x", "schema": {"type": "objekt"}}})
+    assert "response_format" in str(err.value) and "not a valid JSON Schema" in str(err.value)
+
+
+def test_logprobs_come_from_the_engine(oai):
+    r = oai.chat.completions.create(model="ecommerce", max_tokens=8, temperature=0, logprobs=True, top_logprobs=2,
+                                    messages=[{"role": "user", "content": "Name a colour."}])
+    entries = r.choices[0].logprobs.content
+    assert len(entries) == r.usage.completion_tokens
+    assert "".join(e.token for e in entries) == r.choices[0].message.content
+    for e in entries:  # greedy: the chosen token is the most likely one
+        assert e.logprob <= 0 and len(e.top_logprobs) == 2 and e.top_logprobs[0].logprob == e.logprob
+    streamed = oai.chat.completions.create(model="ecommerce", max_tokens=8, temperature=0, logprobs=True, stream=True,
+                                           messages=[{"role": "user", "content": "Name a colour."}])
+    tokens = [e.token for c in streamed if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert tokens == [e.token for e in entries]
+    text = oai.completions.create(model="tiny-gptj", prompt="Once upon a time", max_tokens=5, logprobs=1,
+                                  temperature=0).choices[0]
+    assert len(text.logprobs.tokens) == len(text.logprobs.token_logprobs) == len(text.logprobs.top_logprobs) == 5
+    assert text.logprobs.text_offset[0] == 0

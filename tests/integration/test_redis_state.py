@@ -78,7 +78,10 @@ def test_auth_matrix(base_url, user_key, admin_key):
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             assert c.post("/v1/copy", json=copy, headers=headers).status_code == user_status, key
             assert c.get("/v1/keys", headers=headers).status_code == admin_status, key
+            assert c.get("/openapi.json", headers=headers).status_code == user_status, key  # it names every model
         assert c.get("/healthz").status_code == 200  # health stays public for load balancers
+        docs = c.get("/docs", headers={"Authorization": f"Bearer {user_key}"})
+        assert docs.status_code == 404 and "server.public_docs" in docs.json()["error"]["message"]
 
 
 def test_revoked_key_stops_working_at_once(base_url, admin_key):

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from contracts.config import CacheConfig, RedisConfig, SessionConfig
+from deployments.merged_weights import PendingRolls
 from deployments.state.cache import ResponseCache, cache_key_material
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter
@@ -87,6 +88,39 @@ def test_unreachable_redis_fails_open_and_known_keys_survive():
             await KeyStore(down).verify("cs-unknown")
         await down.close()
     run(go())
+
+
+@pytest.mark.parametrize("grace_s, works", [(600, True), (0, False)])
+def test_known_keys_work_through_an_outage_only_within_the_grace(with_store, grace_s, works):
+    async def go(store):
+        keys = KeyStore(store, outage_grace_s=grace_s)
+        key, secret = await keys.create("user", "shop")
+        assert (await keys.verify(secret)).id == key.id
+        keys.store = RedisStore(RedisConfig(url="redis://127.0.0.1:1/0", timeout_s=0.1, retry_after_s=60))  # outage
+        try:
+            if works:
+                assert (await keys.verify(secret)).id == key.id
+            else:
+                with pytest.raises(ConnectionError):
+                    await keys.verify(secret)
+        finally:
+            await keys.store.close()
+    with_store(go)
+
+
+def test_a_pending_roll_is_taken_once_and_never_a_newer_one(with_store):
+    async def go(store):
+        pending = PendingRolls(store)
+        await pending.add("tiny-gptj", 1, 100.0)
+        (seen,) = await pending.all()
+        first, second = await asyncio.gather(pending.take(seen), pending.take(seen))  # two ingress replicas
+        assert sorted([first, second]) == [False, True] and await pending.all() == []
+        await pending.add("tiny-gptj", 1, 100.0)
+        (old,) = await pending.all()
+        await pending.add("tiny-gptj", 1, 200.0)  # a rollback deployed since this was read
+        assert not await pending.take(old)
+        assert [r.deployed_at for r in await pending.all()] == [200.0]
+    with_store(go)
 
 
 def test_sliding_window_is_exact_under_concurrency(with_store):

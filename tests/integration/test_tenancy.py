@@ -116,6 +116,6 @@ def test_framework_errors_answer_in_the_error_shape(client):
     r = client.get("/v1/copy")
     assert r.status_code == 405 and "POST" in r.json()["error"]["message"]
     chat = {"model": "education", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
-    for field, value in (("seed", 2**70), ("logprobs", True), ("response_format", {"type": "json_object"})):
+    for field, value in (("seed", 2**70), ("top_logprobs", 3), ("response_format", {"type": "json_schema"})):
         r = client.post("/v1/chat/completions", json={**chat, field: value})
         assert r.status_code == 400 and r.json()["error"]["param"] == field, (field, r.text)

@@ -11,7 +11,7 @@ import yaml
 
 from contracts.config import ConfigError, load_config, parse_config
 from serve_app.builder import deployment_specs
-from serve_app.cluster import build_rayservice, capacity_problems, load_cluster, replica_demand
+from serve_app.cluster import build_network_policy, build_rayservice, capacity_problems, load_cluster, replica_demand
 from serve_app.serve_config import build_serve_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,13 +19,30 @@ PRODUCTION = load_config(ROOT / "configs/production.yaml")
 CLUSTER = load_cluster(ROOT / "cluster.yaml")
 
 
+def committed_documents() -> list[dict]:
+    return list(yaml.safe_load_all((ROOT / "configs/rayservice.yaml").read_text()))
+
+
 def committed_rayservice() -> dict:
-    return yaml.safe_load((ROOT / "configs/rayservice.yaml").read_text())
+    return committed_documents()[0]
 
 
 def test_committed_rayservice_is_regenerated_from_cluster_and_config():
-    assert committed_rayservice() == yaml.safe_load(yaml.safe_dump(build_rayservice(PRODUCTION, CLUSTER))), \
+    built = [build_rayservice(PRODUCTION, CLUSTER), build_network_policy(PRODUCTION, CLUSTER)]
+    assert committed_documents() == list(yaml.safe_load_all(yaml.safe_dump_all(built))), \
         "run: copyserve build-config --config configs/production.yaml --format rayservice -o configs/rayservice.yaml"
+
+
+def test_the_head_dashboard_is_reachable_only_from_the_cluster_and_the_operator():
+    policy = committed_documents()[1]
+    assert policy["kind"] == "NetworkPolicy"
+    assert policy["spec"]["podSelector"]["matchLabels"]["ray.io/node-type"] == "head"
+    open_rule, internal_rule = policy["spec"]["ingress"]
+    assert "from" not in open_rule and {p["port"] for p in open_rule["ports"]} == {PRODUCTION.server.port,
+                                                                                   PRODUCTION.server.metrics_port}
+    assert 8265 in {p["port"] for p in internal_rule["ports"]}
+    sources = [s["podSelector"]["matchLabels"] for s in internal_rule["from"]]
+    assert sources == [{"ray.io/cluster": CLUSTER["cluster_name"]}, {"app.kubernetes.io/name": "kuberay-operator"}]
 
 
 def test_rayservice_serves_the_same_deployments_as_the_config():

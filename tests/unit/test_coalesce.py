@@ -4,7 +4,7 @@ wait for the interval, and the joined text is exactly what the engine wrote, per
 import random
 
 from deployments.coalesce import Coalescer, merge
-from deployments.generation import Delta
+from deployments.generation import Delta, TokenLogprob
 
 
 def test_first_delta_is_never_held():
@@ -52,3 +52,8 @@ def test_coalescing_never_reorders_or_drops_text():
             for d in chunk:
                 received[d.index] += d.text
         assert received == written
+
+
+def test_logprobs_are_joined_with_their_text():
+    a, b = TokenLogprob("Hel", -0.5), TokenLogprob("lo", -0.2)
+    assert merge([Delta(0, "Hel", None, (a,)), Delta(0, "lo", "stop", (b,))]) == [Delta(0, "Hello", "stop", (a, b))]

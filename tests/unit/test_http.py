@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from contracts.errors import NotFoundError
-from serve_app.http import RequestContextMiddleware, install_error_handlers, sse, sse_stream
-from serve_app.protocol import ChatCompletionRequest
+from serve_app.http import EdgeSettings, RequestContextMiddleware, install_error_handlers, sse, sse_stream
+from serve_app.openai_protocol import ChatCompletionRequest
 
 LIMIT = 1024
 
@@ -19,11 +19,10 @@ class Item(BaseModel):
     n: int = Field(1, ge=1, le=8)
 
 
-def build_app() -> FastAPI:
+def build_app(allowed_hosts: frozenset[str] | None = None) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
-    app.state.max_body_bytes = LIMIT
+    app.add_middleware(RequestContextMiddleware, settings=EdgeSettings(LIMIT, allowed_hosts))
 
     @app.post("/items")
     async def items(item: Item):
@@ -181,8 +180,7 @@ async def test_wrong_method_is_405_naming_the_allowed_ones(client):
                                      ("", False)])
 async def test_a_keyless_instance_answers_only_known_hosts(host, ok):
     """DNS rebinding: a page on evil.example re-points its name at 127.0.0.1; the Host header still says so."""
-    app = build_app()
-    app.state.allowed_hosts = frozenset({"copy.internal"})
+    app = build_app(allowed_hosts=frozenset({"copy.internal"}))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         r = await c.post("/items", json={"product": "x"}, headers={"host": host})

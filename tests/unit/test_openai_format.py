@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.generation import Completion, Delta
-from serve_app.openai_api import OpenAIFormatter, chat_generation, completion_generation
-from serve_app.protocol import ChatCompletionRequest, CompletionRequest
+from deployments.generation import Completion, Delta, TokenLogprob
+from serve_app.openai_format import OpenAIFormatter, chat_generation, completion_generation
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 
 
 def completion(**changes) -> Completion:
@@ -102,3 +102,26 @@ def test_completion_generation():
     gen = completion_generation(req, "rid2")
     assert gen.prompt == "Once" and gen.messages is None
     assert (gen.sampling.top_p, gen.sampling.presence_penalty, gen.sampling.max_tokens) == (0.5, 1.0, 16)
+
+
+LP = [TokenLogprob("Hel", -0.5, (("Hel", -0.5), ("Hi", -1.5))), TokenLogprob("lo", -0.25, (("lo", -0.25),))]
+
+
+def test_chat_logprobs_are_content_entries_with_bytes():
+    body = OpenAIFormatter("chat", "r1", logprobs=True).response(
+        completion(texts=["Hello"], finish_reasons=["stop"], logprobs=[LP]))
+    (entry, second) = body["choices"][0]["logprobs"]["content"]
+    assert entry == {"token": "Hel", "logprob": -0.5, "bytes": [72, 101, 108],
+                     "top_logprobs": [{"token": "Hel", "logprob": -0.5, "bytes": [72, 101, 108]},
+                                      {"token": "Hi", "logprob": -1.5, "bytes": [72, 105]}]}
+    assert second["token"] == "lo"
+    assert OpenAIFormatter("chat", "r1").response(completion())["choices"][0]["logprobs"] is None  # not asked
+
+
+def test_completion_logprobs_are_parallel_lists_with_offsets_across_chunks():
+    fmt = OpenAIFormatter("text", "r1", logprobs=True)
+    first = fmt.delta_chunk("m", [Delta(0, "Hel", None, LP[:1])])["choices"][0]["logprobs"]
+    second = fmt.delta_chunk("m", [Delta(0, "lo", None, LP[1:])])["choices"][0]["logprobs"]
+    assert first == {"tokens": ["Hel"], "token_logprobs": [-0.5], "top_logprobs": [{"Hel": -0.5, "Hi": -1.5}],
+                     "text_offset": [0]}
+    assert second["text_offset"] == [3]  # offsets count from the start of the whole text

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
-from serve_app.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, CopyRequest
+from serve_app.openai_format import chat_generation
+from serve_app.openai_protocol import ChatCompletionRequest, ChatMessage, CompletionRequest
+from serve_app.protocol import CopyRequest
 
 CHAT = {"model": "ecommerce", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -73,8 +77,7 @@ def test_chat_ignores_unknown_fields():
     assert "metadata" not in req.model_dump()
 
 
-@pytest.mark.parametrize("field,value", [("logprobs", True), ("top_logprobs", 3), ("logit_bias", {"50256": -100}),
-                                         ("response_format", {"type": "json_object"}), ("tools", [{"type": "x"}]),
+@pytest.mark.parametrize("field,value", [("logit_bias", {"50256": -100}), ("tools", [{"type": "x"}]),
                                          ("tool_choice", "auto")])
 def test_chat_refuses_known_fields_it_does_not_serve(field, value):
     """Known OpenAI fields are never silently dropped: a 400 names the field."""
@@ -83,10 +86,51 @@ def test_chat_refuses_known_fields_it_does_not_serve(field, value):
     assert field in error_locs(err) and "not served" in str(err.value)
 
 
-@pytest.mark.parametrize("field,value", [("logprobs", False), ("logprobs", None), ("tools", []),
+@pytest.mark.parametrize("field,value", [("logit_bias", {}), ("tools", []),
                                          ("response_format", {"type": "text"}), ("tool_choice", "none")])
 def test_chat_accepts_the_defaults_of_fields_it_does_not_serve(field, value):
     assert ChatCompletionRequest.model_validate({**CHAT, field: value})
+
+
+@pytest.mark.parametrize("fields, k", [({}, None), ({"logprobs": True}, 0), ({"logprobs": True, "top_logprobs": 3}, 3),
+                                       ({"logprobs": False, "top_logprobs": 0}, None)])
+def test_chat_logprobs_ask_the_engine_for_k_alternatives(fields, k):
+    assert chat_generation(ChatCompletionRequest.model_validate({**CHAT, **fields}), "r").sampling.logprobs == k
+
+
+@pytest.mark.parametrize("fields, says", [({"top_logprobs": 3}, "needs logprobs"), ({"logprobs": True,
+                                                                                      "top_logprobs": 21}, "20")])
+def test_chat_top_logprobs_out_of_place_is_a_400_naming_it(fields, says):
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate({**CHAT, **fields})
+    assert "top_logprobs" in error_locs(err) and says in str(err.value)
+
+
+HEADLINE = {"type": "object", "properties": {"headline": {"type": "string", "maxLength": 30}},
+            "required": ["headline"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("fmt, schema, json_object", [
+    ({"type": "text"}, None, False),
+    ({"type": "json_object"}, None, True),
+    ({"type": "json_schema", "json_schema": {"name": "ad", "schema": HEADLINE, "strict": True}}, HEADLINE, False),
+])
+def test_response_format_becomes_the_engine_constraint(fmt, schema, json_object):
+    sampling = chat_generation(ChatCompletionRequest.model_validate({**CHAT, "response_format": fmt}), "r").sampling
+    assert (json.loads(sampling.json_schema) if sampling.json_schema else None) == schema
+    assert sampling.json_object is json_object
+
+
+@pytest.mark.parametrize("fmt, says", [
+    ({"type": "json_schema"}, "give json_schema"),
+    ({"type": "json_schema", "json_schema": {"name": "ad", "schema": {"type": "objekt"}}}, "not a valid JSON Schema"),
+    ({"type": "json_schema", "json_schema": {"name": "bad name!", "schema": HEADLINE}}, "name"),
+    ({"type": "xml"}, "type"),
+])
+def test_a_bad_response_format_is_a_400_that_says_what_is_wrong(fmt, says):
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate({**CHAT, "response_format": fmt})
+    assert any(loc.startswith("response_format") for loc in error_locs(err)) and says in str(err.value)
 
 
 @pytest.mark.parametrize("field,value", [("echo", True), ("best_of", 3), ("suffix", "end")])

@@ -5,6 +5,7 @@ weights; an autoscaled deployment is rolled as it is."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ import yaml
 from contracts.config import load_config, parse_config
 from contracts.errors import ConflictError
 from deployments.adapters import Adapter, AdapterRef
+from deployments.merged_weights import PendingRoll
 from serve_app import serve_control, weights_roll
 from serve_app.admin_api import AdminAPI
 from serve_app.protocol import WeightsRequest
@@ -80,16 +82,33 @@ def status(state: str, **replicas: int) -> dict:
 async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new_weights(
         monkeypatch, config, statuses):
     control = Controller(monkeypatch, config, statuses)
-    weights_roll.roll(config, SOLO, REF)
-    await weights_roll.settle(config, SOLO, 1)
-    assert control.statuses == []  # it waited through every intermediate state
+    pending = Pending()
+    await weights_roll.start(config, SOLO, REF, pending)
+    settler = weights_roll.Settler(config, pending)
+    for _ in statuses:
+        await settler.step()
+    assert control.statuses == [] and pending.rolls == {}  # it waited through every intermediate state
     surged, settled = control.deployed
     assert control.spec(settled, SOLO)["num_replicas"] == 1
     assert control.spec(settled, SOLO)["ray_actor_options"] == control.spec(surged, SOLO)["ray_actor_options"]
 
 
+async def test_any_ingress_replica_finishes_a_roll_and_only_one_drains(monkeypatch, config):
+    control = Controller(monkeypatch, config, [status("UPDATING", RUNNING=2), status("UPDATING", RUNNING=2),
+                                               status("HEALTHY", RUNNING=2), status("HEALTHY", RUNNING=2)])
+    pending = Pending()
+    await weights_roll.start(config, SOLO, REF, pending)  # the replica that started it is gone: others settle
+    others = [weights_roll.Settler(config, pending), weights_roll.Settler(config, pending)]
+    for settler in others * 2:
+        await settler.step()
+    surged, settled = control.deployed  # one drain, not two
+    assert control.spec(settled, SOLO)["num_replicas"] == 1 and pending.rolls == {}
+
+
 async def test_settling_survives_a_controller_hiccup(monkeypatch, config):
     control = Controller(monkeypatch, config, [status("UPDATING", RUNNING=2), status("HEALTHY", RUNNING=2)])
+    pending = Pending()
+    await pending.add(SOLO, 1, time.time())
     calls = iter([ConnectionError("controller restarting")])
     real = serve_control.deployment_status
 
@@ -100,9 +119,31 @@ async def test_settling_survives_a_controller_hiccup(monkeypatch, config):
         return real(app)
 
     monkeypatch.setattr(serve_control, "deployment_status", flaky)
-    await weights_roll.settle(config, SOLO, 1)
+    run = asyncio.ensure_future(weights_roll.Settler(config, pending).run())
+    try:
+        deadline = time.monotonic() + 5
+        while pending.rolls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        run.cancel()
     (settled,) = control.deployed
     assert control.spec(settled, SOLO)["num_replicas"] == 1
+
+
+class Pending:
+    """PendingRolls in memory."""
+
+    def __init__(self):
+        self.rolls = {}
+
+    async def add(self, model, count, deployed_at):
+        self.rolls[model] = PendingRoll(model, count, deployed_at, f"{count}@{deployed_at}")
+
+    async def all(self):
+        return list(self.rolls.values())
+
+    async def take(self, roll):
+        return self.rolls.get(roll.model) == roll and self.rolls.pop(roll.model) is not None
 
 
 def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, config):
@@ -118,7 +159,16 @@ def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, confi
 
 class Weights:
     def __init__(self):
-        self.active = {}
+        self.active, self.claimed = {}, set()
+
+    async def claim(self, model, hold_s):
+        if model in self.claimed:
+            return None
+        self.claimed.add(model)
+        return "token"
+
+    async def release(self, model):
+        self.claimed.discard(model)
 
     async def get(self, model):
         return self.active.get(model)
@@ -134,6 +184,7 @@ class Api(Admin):
         super().__init__(config)
         self.models = {m.name: None for m in config.models}
         self.active_weights = Weights()
+        self.pending_rolls = Pending()
         merged = Adapter("tutor", SOLO, REF.path, 1, 4, 0.0, {}, kind="merged")
         self.adapters = SimpleNamespace(require=lambda _name: asyncio.sleep(0, merged))
         self.access = SimpleNamespace(check=lambda *_a, **_k: asyncio.sleep(0))
@@ -142,9 +193,29 @@ class Api(Admin):
 async def test_activation_waits_for_a_roll_in_progress(monkeypatch, config):
     Controller(monkeypatch, config, [status("UPDATING", RUNNING=2)])
     api = Api(config)
-    with pytest.raises(ConflictError, match="rolling or scaling now"):
+    with pytest.raises(ConflictError, match="rolling or scaling"):
         await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
-    assert api.active_weights.active == {}
+    assert api.active_weights.active == {} and api.active_weights.claimed == set()
+
+
+@pytest.mark.parametrize("state", ["DEPLOY_FAILED", "UNHEALTHY"])
+async def test_a_failed_roll_can_be_rolled_back(monkeypatch, config, state):
+    control = Controller(monkeypatch, config, [status(state, RUNNING=1)])
+    api = Api(config)
+    api.active_weights.active[SOLO] = REF  # the version that broke the deployment
+    answer = await api.set_weights(SOLO, WeightsRequest(adapter=None), None)
+    assert answer["status"] == "rolling" and api.active_weights.active == {SOLO: None}
+    assert len(control.deployed) == 1 and SOLO in api.pending_rolls.rolls
+
+
+async def test_one_weights_change_at_a_time(monkeypatch, config):
+    Controller(monkeypatch, config, [status("HEALTHY", RUNNING=1)])
+    api = Api(config)
+    await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
+    # Right after a deploy the controller may still say HEALTHY: the claim, not the status, refuses.
+    with pytest.raises(ConflictError, match="being applied"):
+        await api.set_weights(SOLO, WeightsRequest(adapter=None), None)
+    assert api.active_weights.active == {SOLO: REF}
 
 
 async def test_a_refused_deploy_leaves_the_active_weights_as_they_were(monkeypatch, config):
@@ -157,4 +228,4 @@ async def test_a_refused_deploy_leaves_the_active_weights_as_they_were(monkeypat
     api = Api(config)
     with pytest.raises(ConflictError, match="cannot roll tiny-gptj: the controller refused it"):
         await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
-    assert api.active_weights.active == {SOLO: None}
+    assert api.active_weights.active == {SOLO: None} and api.active_weights.claimed == set()

@@ -1,0 +1,109 @@
+"""The native copy API (a mixin of ``Ingress``): /v1/copy and /v1/copy/revise, whole or streamed.
+
+HTTP only: the response cache, the token reservation and the session around the copy pipeline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from contracts import metrics
+from deployments.state.keys import ApiKey
+from serve_app.access import owner_of
+from serve_app.api_app import app
+from serve_app.http import request_id_of, sse_response
+from serve_app.protocol import CopyRequest, CopyResponse, RevisionRequest
+
+
+def server_timing(cache_s: float) -> dict[str, str]:
+    return {"Server-Timing": f"cache;dur={cache_s * 1000:.2f}"} if cache_s else {}
+
+
+class CopyAPI:
+    """Uses the ingress's state: access, pipeline, cache, and its adapter and merged-weights lookups."""
+
+    @app.post("/v1/copy", response_model=CopyResponse)
+    async def copy(self, body: CopyRequest, request: Request):
+        key = await self.access.check(request)
+        received, request_id = time.monotonic(), request_id_of(request)
+        plan = await self.pipeline.plan(body)
+        adapter = body.adapter or plan.route.adapter  # the request's choice over the live route's
+        if adapter:
+            plan = replace(plan, adapter=await self._adapter(adapter, plan.route.model))
+        weights = await self._merged_weights(plan.route.model)
+        material = self.pipeline.cache_material(body, plan, weights)
+        cache_key = self.cache.key(material) if material else None
+        cache_s = 0.0  # time spent in Redis for the cache, sent as Server-Timing
+        if cache_key and "no-cache" not in request.headers.get("cache-control", "").lower():
+            started = time.perf_counter()
+            cached = await self.cache.get(cache_key)
+            cache_s = time.perf_counter() - started
+            if cached is not None:
+                metrics.record_copy(cached, "hit", time.monotonic() - received)
+                return await self._answer(body, self._replay(cached), request_id, "hit", cache_s)
+
+        async def finish(payload: dict) -> None:
+            nonlocal cache_s
+            # Mid-roll an old replica may answer: its copy must not be cached under the new weights.
+            if cache_key and payload["adapter"] == (plan.adapter.tag if plan.adapter else weights):
+                started = time.perf_counter()
+                await self.cache.put(cache_key, payload)
+                cache_s += time.perf_counter() - started
+            if body.session_id:
+                await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
+            metrics.record_copy(payload, "miss" if cache_key else "off", time.monotonic() - received)
+
+        return await self._run(body, plan, key, request_id, received, finish, lambda: cache_s)
+
+    @app.post("/v1/copy/revise", response_model=CopyResponse)
+    async def revise(self, body: RevisionRequest, request: Request):
+        key = await self.access.check(request)
+        received, request_id = time.monotonic(), request_id_of(request)
+        plan = await self.pipeline.plan_revision(body, owner_of(key))
+
+        async def finish(payload: dict) -> None:
+            await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
+            metrics.record_copy(payload, "off", time.monotonic() - received)
+
+        return await self._run(body, plan, key, request_id, received, finish)
+
+    async def _run(self, body, plan, key: ApiKey | None, request_id: str, received: float, finish,
+                   cache_s=lambda: 0.0) -> Response:
+        """Generate (whole or streamed) under a token reservation of ``n × max_tokens``, settled at the end."""
+        reserve = body.n * (body.max_tokens or plan.max_tokens)
+
+        async def done(payload: dict, reservation) -> None:
+            await self.access.settle(reservation, payload["usage"], payload["model"], payload["adapter"])
+            await finish(payload)
+
+        if not body.stream:
+            async with self.access.metered(key, reserve) as reservation:
+                payload = await self.pipeline.run(body, plan, request_id, received)
+                await done(payload, reservation)
+            return JSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
+
+        async def events():
+            async with self.access.metered(key, reserve) as reservation:
+                async for event in self.pipeline.stream(body, plan, request_id, received):
+                    if event["type"] == "final":
+                        await done({k: v for k, v in event.items() if k != "type"}, reservation)
+                    yield event
+
+        return await self._answer(body, events(), request_id, "miss")
+
+    @staticmethod
+    async def _replay(payload: dict) -> AsyncIterator[dict]:
+        yield {"type": "delta", "attempt": payload["attempts"], "index": 0, "text": payload["raw_text"]}
+        yield {"type": "final", **payload}
+
+    async def _answer(self, body, events: AsyncIterator[dict], request_id: str, cache: str,
+                      cache_s: float = 0.0) -> Response:
+        headers = {"X-Cache": cache, **server_timing(cache_s)}
+        if body.stream:
+            return await sse_response(events, request_id, done_marker=False, headers=headers)
+        final = [e async for e in events][-1]
+        return JSONResponse({k: v for k, v in final.items() if k != "type"}, headers=headers)

@@ -1,0 +1,112 @@
+"""Channels: each platform's unit counted by its own rule, schemas that hold the limits by construction,
+fields trimmed to a boundary, the catalogue validated, and a channel's copy through the pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from contracts.errors import InvalidRequestError, NotFoundError
+from deployments.channels import ChannelField, catalogue, fit_text, measure
+from serve_app.copy_pipeline import with_channel
+from serve_app.protocol import CopyResponse
+from tests.unit.test_copy_pipeline import FakeModel, FakeSentiment, copy_request, make_pipeline, make_plan, run
+
+
+@pytest.mark.parametrize("text, unit, expected", [
+    ("Trail shoes", "characters", 11),
+    ("双11 sale", "width", 9),                 # Google Ads: double-width characters count 2
+    ("淘宝ABC", "gbk_bytes", 7),               # Taobao: a Chinese character is 2 bytes
+    ("Hello 世界", "x_weighted", 10),          # twitter-text: CJK weighs 2
+    ("café – now", "x_weighted", 10),         # Latin-1 and the en dash weigh 1
+    ("a" * 160, "sms_segments", 1),           # GSM-7: 160 in one segment
+    ("a" * 161, "sms_segments", 2),           # then 153 a segment
+    ("€" * 80, "sms_segments", 1),            # the euro is an escape + 1: 160 septets
+    ("€" * 81, "sms_segments", 2),
+    ("短" * 70, "sms_segments", 1),            # UCS-2: 70 in one segment
+    ("短" * 71, "sms_segments", 2),
+    ("Sale! 🎉", "sms_segments", 1),           # an emoji makes it UCS-2 (7 of 70)
+])
+def test_units_count_as_the_platforms_do(text, unit, expected):
+    assert measure(text, unit) == expected
+
+
+def test_the_catalogue_has_every_anchor_channel_with_valid_schemas():
+    channels = catalogue()
+    assert {"google-rsa", "meta-ad", "amazon-product", "taobao-title", "xiaohongshu-note", "weibo-post", "x-post",
+            "sms", "email"} <= set(channels)
+    for channel in channels.values():
+        for language in channel.languages:
+            Draft202012Validator.check_schema(channel.json_schema(language))
+            assert all(f.name in channel.instructions(language) for f in channel.fields)
+
+
+@pytest.mark.parametrize("channel, field, language, max_chars", [
+    ("google-rsa", "headlines", "en", 30), ("google-rsa", "headlines", "zh", 15),
+    ("taobao-title", "title", "zh", 30), ("x-post", "text", "zh", 140), ("sms", "text", "en", 160),
+    ("sms", "text", "zh", 70),
+])
+def test_a_schema_ceiling_never_breaks_the_limit_in_its_language(channel, field, language, max_chars):
+    f = next(f for f in catalogue()[channel].fields if f.name == field)
+    assert f.max_chars(language) == max_chars
+    worst = ("宽" if language == "zh" else "W") * max_chars  # the widest text the schema lets through
+    assert measure(worst, f.unit) <= f.limit
+
+
+HEADLINE = ChannelField(name="headline", limit=30, unit="width", source="test")
+
+
+@pytest.mark.parametrize("text, language, expected", [
+    ("The Ultimate Guide to a Steel-", "en", "The Ultimate Guide"),      # cut at the ceiling: back to a word
+    ("Cold for 24 hours. Hot for 12h", "en", "Cold for 24 hours."),        # back to the last sentence
+    ("  Stays   cold  ", "en", "Stays cold"),                            # short: only whitespace tidied
+    ("保温杯全天保冷，轻巧便携随身带走", "zh", "保温杯全天保冷"),                # 15 of 15: back to the clause
+    ("全新升级保温杯", "zh", "全新升级保温杯"),                               # short: as written
+])
+def test_a_field_at_its_ceiling_ends_on_a_boundary(text, language, expected):
+    assert fit_text(text, HEADLINE, language) == expected
+    assert measure(fit_text(text, HEADLINE, language), "width") <= 30
+
+
+def test_english_with_a_wide_character_is_cut_to_its_unit():
+    fitted = fit_text("Summer sale on every bottle 夏日 now", HEADLINE, "en")
+    assert measure(fitted, "width") <= 30 and not fitted.endswith(" ")
+
+
+def test_a_broken_catalogue_fails_naming_the_entry(tmp_path):
+    bad = tmp_path / "channels.yaml"
+    bad.write_text("- {id: ok-one, label: {en: x}, languages: [en], fields: [{name: t, limit: 0, source: s}]}\n")
+    with pytest.raises(ValueError, match="limit"):
+        catalogue.__wrapped__(bad)
+
+
+def test_an_unknown_channel_or_language_is_a_4xx_naming_it():
+    with pytest.raises(NotFoundError, match="no channel 'fax'.*google-rsa"):
+        with_channel(make_plan(), "fax")
+    with pytest.raises(InvalidRequestError, match="taobao-title takes copy in zh"):
+        with_channel(make_plan(language="en"), "taobao-title")
+
+
+async def test_channel_copy_answers_fields_within_their_limits():
+    plan = with_channel(make_plan(), "google-rsa")
+    assert "headlines (3 items, each at most 24 characters)" in plan.messages[-1]["content"]
+    answer = {"headlines": ["Stay Cold All Day", "The Ultimate Guide to a Steel-", "Leak-Proof"],
+              "descriptions": ["Keeps drinks cold for 24 hours.", "Built for every trail you love."]}
+    model = FakeModel([json.dumps(answer)])
+    pipeline, _ = make_pipeline(model, FakeSentiment(), plan)
+    out = await run(pipeline, copy_request(channel="google-rsa"), plan)
+    request = model.requests[0]
+    assert json.loads(request.sampling.json_schema)["properties"]["headlines"]["items"]["maxLength"] == 30
+    assert out["channel"] == "google-rsa"
+    assert out["fields"]["headlines"] == ["Stay Cold All Day", "The Ultimate Guide", "Leak-Proof"]
+    assert out["text"].splitlines()[0] == "Stay Cold All Day"
+    CopyResponse.model_validate(out)
+
+
+async def test_an_unfinished_answer_is_a_400_naming_max_tokens():
+    plan = with_channel(make_plan(), "sms")
+    pipeline, _ = make_pipeline(FakeModel(['{"text": "Sale on now, every bottle'], "length"), FakeSentiment(), plan)
+    with pytest.raises(InvalidRequestError, match="max_tokens"):
+        await run(pipeline, copy_request(channel="sms"), plan)
