@@ -110,10 +110,11 @@ class Channel(BaseModel):
             else:
                 many = f"{f.count} items, " if f.count > 1 else ""
                 parts.append(f"{f.name} ({many}each at most {target} characters)")
+        # The channel's name stays out: small models copy it into the fields.
         if language == "zh":
-            return f"用 JSON 回答{self.label['zh']}的文案，字段：{'；'.join(parts)}。每个字段写完整的句子，不要截断。"
-        return (f"Answer with JSON copy for a {self.label['en']}, fields: {'; '.join(parts)}. "
-                "End every field on a complete word or sentence.")
+            return f"只用 JSON 回答，字段：{'；'.join(parts)}。每个字段都是关于这个产品的文案，写完整的句子，不要截断。"
+        return (f"Answer with JSON only, fields: {'; '.join(parts)}. Each field is copy about the product; "
+                "end every field on a complete word or sentence.")
 
     def max_tokens(self, language: str) -> int:
         """A token budget the whole answer fits in: at worst a token per character (three for a Chinese
