@@ -44,8 +44,8 @@ def measure(text: str, unit: Unit) -> int:
         return len(text)
     if unit == "width":
         return sum(2 if _wide(c) else 1 for c in text)
-    if unit == "gbk_bytes":
-        return len(text.encode("gbk", errors="replace"))
+    if unit == "gbk_bytes":  # as Taobao counts: ASCII 1, any other character 2 (a Chinese character's GBK size)
+        return sum(1 if ord(c) < 128 else 2 for c in text)
     if unit == "x_weighted":
         return sum(1 if any(lo <= ord(c) <= hi for lo, hi in X_LIGHT_RANGES) else 2 for c in text)
     # sms_segments

@@ -4,6 +4,7 @@ HTTP only: the response cache, the token reservation and the session around the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -28,9 +29,13 @@ class CopyAPI:
 
     @app.post("/v1/copy", response_model=CopyResponse)
     async def copy(self, body: CopyRequest, request: Request):
-        key = await self.access.check(request)
         received, request_id = time.monotonic(), request_id_of(request)
-        plan = await self.pipeline.plan(body)
+        # The key check and the route lookup are independent Redis round trips: one wait, not two. A bad key
+        # still answers 401 before a bad request's 400.
+        key, plan = await asyncio.gather(self.access.check(request), self.pipeline.plan(body), return_exceptions=True)
+        for outcome in (key, plan):
+            if isinstance(outcome, BaseException):
+                raise outcome
         adapter = body.adapter or plan.route.adapter  # the request's choice over the live route's
         if adapter:
             plan = replace(plan, adapter=await self._adapter(adapter, plan.route.model))

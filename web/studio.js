@@ -156,9 +156,81 @@ function fillForm(request) {
   $("tone").value = request.tone || "";
   $("length").value = request.length || "medium";
   $("language").value = request.language || "";
+  $("channel").value = request.channel || "";
   if (request.temperature !== undefined) $("temperature").value = request.temperature;
   $("temperature-value").textContent = $("temperature").value;
   renderTemplates();
+}
+
+// --- channels: each platform's unit, counted as deployments/channels.py counts it ------------------
+
+const WIDE = /[\u1100-\u115F\u2E80-\u303E\u3041-\u33FF\u3400-\u4DBF\u4E00-\u9FFF\uA000-\uA4CF\uAC00-\uD7A3\uF900-\uFAFF\uFE30-\uFE4F\uFF00-\uFF60\uFFE0-\uFFE6\u{1F300}-\u{1F64F}\u{20000}-\u{3FFFD}]/u;
+const X_LIGHT = [[0, 4351], [8192, 8205], [8208, 8223], [8242, 8247]];
+const GSM = new Set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà");
+const GSM_EXT = new Set("^{}\\[~]|€\f");
+let channels = [];
+
+export function measure(text, unit) {
+  const chars = [...text];
+  if (unit === "width") return chars.reduce((n, c) => n + (WIDE.test(c) ? 2 : 1), 0);
+  if (unit === "gbk_bytes") return chars.reduce((n, c) => n + (c.codePointAt(0) < 128 ? 1 : 2), 0);
+  if (unit === "x_weighted") {
+    return chars.reduce((n, c) => n + (X_LIGHT.some(([lo, hi]) => c.codePointAt(0) >= lo && c.codePointAt(0) <= hi) ? 1 : 2), 0);
+  }
+  if (unit === "sms_segments") {
+    if (chars.every((c) => GSM.has(c) || GSM_EXT.has(c))) {
+      const septets = chars.length + chars.filter((c) => GSM_EXT.has(c)).length;
+      return septets <= 160 ? 1 : Math.ceil(septets / 153);
+    }
+    return chars.length <= 70 ? 1 : Math.ceil(chars.length / 67);
+  }
+  return chars.length;
+}
+
+async function loadChannels() {
+  try {
+    channels = (await api("GET", "v1/channels")).data;
+    $("channel").replaceChildren(new Option("free text 自由文案", ""),
+      ...channels.map((c) => new Option(`${c.label.en} ${c.label.zh || ""}`.trim(), c.id)));
+  } catch (err) {
+    showMessage(explain(err));
+  }
+}
+
+// A preview of the placement: each field in its slot, with its count against the platform's limit.
+function showPlacement(response) {
+  const channel = channels.find((c) => c.id === response.channel);
+  $("placement").hidden = !channel;
+  if (!channel) return $("placement").replaceChildren();
+  $("placement").dataset.channel = channel.id;
+  const rows = channel.fields.flatMap((f) => {
+    const values = Array.isArray(response.fields[f.name]) ? response.fields[f.name] : [response.fields[f.name]];
+    return values.map((value, i) => {
+      const row = document.createElement("div");
+      row.className = "slot";
+      const name = document.createElement("span");
+      name.className = "slot-name";
+      name.textContent = values.length > 1 ? `${f.name} ${i + 1}` : f.name;
+      const text = document.createElement("span");
+      text.className = "slot-text";
+      text.textContent = value;
+      // An SMS counts characters against one segment's room (160 GSM-7, else 70); other units count themselves.
+      const gsm = [...value].every((c) => GSM.has(c) || GSM_EXT.has(c));
+      const [used, limit, unit] = f.unit === "sms_segments"
+        ? [[...value].length, gsm ? 160 : 70, `characters (${gsm ? "GSM-7" : "UCS-2"}, one segment)`]
+        : [measure(value, f.unit), f.limit, f.unit];
+      const count = document.createElement("span");
+      count.className = "counter";
+      count.dataset.state = used > limit ? "over" : used === limit ? "full" : "ok";  // red at the limit
+      count.textContent = `${used} / ${limit} ${unit}`;
+      row.append(name, text, count);
+      return row;
+    });
+  });
+  const title = document.createElement("p");
+  title.className = "muted";
+  title.textContent = `${channel.label.en} · ${channel.label.zh || ""}`;
+  $("placement").replaceChildren(title, ...rows);
 }
 
 function formRequest() {
@@ -167,6 +239,7 @@ function formRequest() {
                     length: $("length").value, temperature: Number($("temperature").value) };
   if ($("tone").value.trim()) request.tone = $("tone").value.trim();
   if ($("language").value) request.language = $("language").value;
+  if ($("channel").value) request.channel = $("channel").value;
   return request;
 }
 
@@ -275,6 +348,7 @@ export function diffWords(before, after) {
 
 function showResult({ response, cache, firstTokenMs }) {
   renderMarkdown(response.text);
+  showPlacement(response);
   $("result").hidden = false;
   const s = response.sentiment;
   $("sentiment").className = `badge ${s?.label || ""}`;
@@ -398,7 +472,11 @@ function wire() {
   // The key lives for this tab only (sessionStorage): an admin key must not stay on the machine.
   localStorage.removeItem("copyserve.apiKey");  // where earlier versions kept it
   $("api-key").value = sessionStorage.getItem("copyserve.apiKey") ?? "";
-  $("api-key").onchange = () => { sessionStorage.setItem("copyserve.apiKey", $("api-key").value.trim()); loadRoutes(); };
+  $("api-key").onchange = () => {
+    sessionStorage.setItem("copyserve.apiKey", $("api-key").value.trim());
+    loadRoutes();
+    loadChannels();
+  };
   $("industry").onchange = renderTemplates;
   $("temperature").oninput = () => { $("temperature-value").textContent = $("temperature").value; };
   $("keyword-input").onkeydown = (e) => {
@@ -436,3 +514,4 @@ function wire() {
 
 wire();
 loadRoutes();
+loadChannels();

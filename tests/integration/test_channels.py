@@ -30,9 +30,10 @@ def test_channels_are_listed_with_their_limits(client):
 
 @pytest.mark.parametrize("industry, channel, language", [
     ("ecommerce", "google-rsa", "en"),   # SmolLM2, lists of fields
-    ("ecommerce", "taobao-title", "zh"),  # GBK bytes
+    ("ecommerce", "taobao-title", "zh"),  # Taobao bytes
     ("finance", "sms", "zh"),            # Qwen3: one UCS-2 segment
-    ("education", "x-post", "en"),       # GPT-J
+    ("finance", "x-post", "en"),         # X's weighting, up to 280 tokens: a context of 2048
+    ("education", "email", "en"),        # GPT-J (a 512-token context here: a channel that fits it)
 ])
 def test_every_field_holds_its_limit_by_construction(client, industry, channel, language):
     for seed in range(2):

@@ -118,6 +118,33 @@ def test_phone_width_templates_and_keyboard(page):
     page.screenshot(path=SCREENSHOTS / "studio-phone.png", full_page=True)
 
 
+SAMPLES = ["Trail shoes", "双11 sale", "淘宝ABC", "Hello 世界", "café – now", "a" * 161, "€" * 81, "短" * 71,
+           "Sale! 🎉"]
+
+
+def test_a_channel_copy_shows_its_placement_with_counters(page):
+    page.wait_for_function("document.querySelectorAll('#channel option').length > 5")
+    page.select_option("#industry", "ecommerce")
+    page.select_option("#channel", "google-rsa")
+    page.select_option("#language", "en")
+    page.fill("#product", "insulated steel water bottle")
+    page.click("#generate")
+    wait_done(page)
+    slots = page.locator("#placement .slot")
+    assert page.get_attribute("#placement", "data-channel") == "google-rsa" and slots.count() == 5  # 3 + 2
+    for counter in page.locator("#placement .counter").all():
+        used, limit = map(int, re.match(r"(\d+) / (\d+) width", counter.inner_text()).groups())
+        assert used <= limit and counter.get_attribute("data-state") == ("full" if used == limit else "ok")
+    page.screenshot(path=SCREENSHOTS / "studio-channel.png", full_page=True)
+    # The page counts each unit the way the server (and the platform) does.
+    from deployments.channels import measure
+
+    for unit in ("characters", "width", "gbk_bytes", "x_weighted", "sms_segments"):
+        counted = page.evaluate(f"(async () => {{ const m = await import('/web/studio.js'); "
+                                f"return {SAMPLES!r}.map((t) => m.measure(t, {unit!r})); }})()")
+        assert counted == [measure(t, unit) for t in SAMPLES], unit
+
+
 def test_api_errors_read_as_sentences(page, user_key):
     page.fill("#product", "")
     page.click("#generate")
