@@ -3,6 +3,7 @@ model rewrite. Returns the polished text with every edit (rule, before, after, w
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Polish:
         return (text, completion.finish_reasons[0]) if text else (draft.text, draft.finish_reason)
 
     async def process(self, draft: Draft) -> Draft:
+        started = time.perf_counter()
         text, finish_reason, edits = draft.text, draft.finish_reason, []
         if self.rewriter is not None:
             rewritten, finish_reason = await self._rewrite(draft)  # the rewrite's own cut-off decides trimming
@@ -53,4 +55,5 @@ class Polish:
         text, found = polish_text(text, draft.language, finish_reason, self.rules_for(draft.industry))
         draft.text = text
         draft.edits = [e.to_dict() for e in edits + found]
+        draft.timings["polish_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return draft

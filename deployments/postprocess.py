@@ -31,6 +31,7 @@ class Draft:
     raw_text: str = ""
     edits: list[dict] = field(default_factory=list)
     sentiment: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # ms each post-processor spent on it, by step
 
     def __post_init__(self):
         self.raw_text = self.raw_text or self.text

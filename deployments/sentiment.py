@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 
 from ray import serve
@@ -107,5 +108,7 @@ class Sentiment:
         return {"label": label_of(score), "score": round(score, 4), "language": language}
 
     async def process(self, draft: Draft) -> Draft:
+        started = time.perf_counter()
         draft.sentiment = await self.analyze(draft.text, detect_language(draft.text) if draft.text else draft.language)
+        draft.timings["sentiment_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return draft

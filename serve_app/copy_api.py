@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from contracts import metrics
 from deployments.state.keys import ApiKey
 from serve_app.access import owner_of
 from serve_app.api_app import app
-from serve_app.http import request_id_of, sse_response
+from serve_app.http import FastJSONResponse, request_id_of, sse_response
 from serve_app.protocol import CopyRequest, CopyResponse, RevisionRequest
 
 
@@ -89,7 +89,7 @@ class CopyAPI:
             async with self.access.metered(key, reserve) as reservation:
                 payload = await self.pipeline.run(body, plan, request_id, received)
                 await done(payload, reservation)
-            return JSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
+            return FastJSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
 
         async def events():
             async with self.access.metered(key, reserve) as reservation:
@@ -111,4 +111,4 @@ class CopyAPI:
         if body.stream:
             return await sse_response(events, request_id, done_marker=False, headers=headers)
         final = [e async for e in events][-1]
-        return JSONResponse({k: v for k, v in final.items() if k != "type"}, headers=headers)
+        return FastJSONResponse({k: v for k, v in final.items() if k != "type"}, headers=headers)

@@ -8,12 +8,13 @@ import time
 
 from fastapi import Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from ray.serve.handle import DeploymentHandle
 
 from contracts.errors import InvalidRequestError, NotFoundError
 from deployments.channels import catalogue
 from serve_app.api_app import STUDIO_HEADERS, WEB_DIR, app
+from serve_app.http import FastJSONResponse
 
 HEALTH_TIMEOUT_S = 5.0
 
@@ -32,7 +33,7 @@ class DiscoveryAPI:
     async def openapi_document(self, request: Request):
         if not self._public_docs:
             await self.access.check(request)
-        return JSONResponse(self._openapi)
+        return FastJSONResponse(self._openapi)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(self):
@@ -47,15 +48,16 @@ class DiscoveryAPI:
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "copyserve",
                  "copyserve": {"kind": "model"}} for name in self.models]
-        for route in await self.router.routes():
+        routes, adapters = await asyncio.gather(self.router.routes(), self.adapters.list())  # one wait, not two
+        for route in routes:
             data.append({"id": route["industry"], "object": "model", "created": created, "owned_by": "copyserve",
                          "copyserve": {"kind": "route", **route}})
-        for a in await self.adapters.list():
+        for a in adapters:
             data.append({"id": f"{a.base_model}:{a.name}", "object": "model", "created": int(a.created),
                          "owned_by": "copyserve", "copyserve": {"kind": "adapter", "version": a.version,
                                                                 "base_model": a.base_model, "rank": a.rank,
                                                                 "adapter_kind": a.kind}})
-        return {"object": "list", "data": data}
+        return FastJSONResponse({"object": "list", "data": data})
 
     @app.get("/v1/channels")
     async def list_channels(self, request: Request):
@@ -88,4 +90,4 @@ class DiscoveryAPI:
         body = {"status": "ok" if healthy and redis in ("ok", "disabled") else "degraded", "models": models,
                 "redis": redis, "cache": "on" if self.config.cache.enabled and redis == "ok" else "off",
                 "auth": "on" if self.config.auth.enabled else "OFF (auth.enabled: false)"}
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        return FastJSONResponse(body, status_code=200 if healthy else 503)

@@ -95,8 +95,11 @@ class Timings(BaseModel):
     generation_ms: float = Field(..., description="Model server receipt to last token.")
     total_ms: float = Field(..., description="Ingress receipt to response.")
     tokens_per_s: float = Field(..., description="Decode speed after the first token.")
-    polish_ms: float | None = Field(None, description="Time the Polish deployment added (chosen attempt).")
-    sentiment_ms: float | None = Field(None, description="Time the Sentiment deployment added (chosen attempt).")
+    postprocess_ms: float | None = Field(None, description="Post-processing as the ingress waited for it, the "
+                                         "hops to Polish and Sentiment included (chosen attempt).")
+    polish_ms: float | None = Field(None, description="Time spent in the Polish deployment (chosen answer; a "
+                                    "channel's fields summed).")
+    sentiment_ms: float | None = Field(None, description="Time spent in the Sentiment deployment (chosen answer).")
 
 
 class CopyResponse(BaseModel):

@@ -83,10 +83,11 @@ class FakeMethod:
         self.reply, self.calls = reply, []
 
     def remote(self, *args):
-        self.calls.append(args)
-
         async def answer():
-            result = self.reply(*args)
+            # As Serve does with a DeploymentResponse argument: the callee gets the resolved value.
+            resolved = tuple([await a if hasattr(a, "__await__") else a for a in args])
+            self.calls.append(resolved)
+            result = self.reply(*resolved)
             return await result if hasattr(result, "__await__") else result
 
         return answer()

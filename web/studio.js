@@ -360,6 +360,7 @@ function showResult({ response, cache, firstTokenMs }) {
   const t = response.timings;
   $("timings").textContent = [firstTokenMs != null && `first token ${Math.round(firstTokenMs)} ms (page)`,
     `total ${Math.round(t.total_ms)} ms`, `${t.tokens_per_s} tok/s`,
+    t.postprocess_ms != null && `post-processing ${t.postprocess_ms} ms`,
     t.polish_ms != null && `polish ${t.polish_ms} ms`, t.sentiment_ms != null && `sentiment ${t.sentiment_ms} ms`]
     .filter(Boolean).join(" · ");
   const edits = response.polish?.edits || [];

@@ -2,6 +2,7 @@
 and Serve back-pressure."""
 
 import concurrent.futures as futures
+import json
 import time
 
 import httpx
@@ -45,7 +46,7 @@ def test_streamed_cache_hit_replays_text_and_final(client):
     with client.stream("POST", "/v1/copy", json=body) as again:
         assert again.headers["x-cache"] == "hit"
         lines = [line for line in again.iter_lines() if line.startswith("data: ")]
-    assert '"type": "delta"' in lines[0] and '"type": "final"' in lines[-1]
+    assert json.loads(lines[0][6:])["type"] == "delta" and json.loads(lines[-1][6:])["type"] == "final"
 
 
 def test_service_fails_open_when_redis_stops_and_recovers(client, redis_server, make_key, base_url):

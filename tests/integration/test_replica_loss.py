@@ -2,6 +2,7 @@
 it, requests that had no token yet are retried on the other replica, and at most 1% of requests fail
 (none of the whole answers; only streams that had sent tokens may)."""
 
+import json
 import threading
 import time
 from collections import Counter
@@ -39,7 +40,9 @@ class SteadyLoad:
                 if stream:
                     with self.client.stream("POST", "/v1/copy", json={**BODY, "stream": True}) as r:
                         text = "".join(r.iter_text())
-                    ok = r.status_code == 200 and '"type": "final"' in text and '"type": "error"' not in text
+                    types = [json.loads(line[6:]).get("type") for line in text.splitlines()
+                             if line.startswith("data: ")]
+                    ok = r.status_code == 200 and "final" in types and "error" not in types
                     detail = text[-300:]
                 else:
                     r = self.client.post("/v1/copy", json=BODY)

@@ -48,6 +48,7 @@ class FakeSentiment:
     def _process(self, draft):
         score = next((s for key, s in self.scores.items() if key in draft.text), self.default)
         draft.sentiment = {"label": "neutral", "score": score, "language": draft.language}
+        draft.timings["sentiment_ms"] = 1.5
         return draft
 
 
@@ -180,7 +181,9 @@ async def test_postprocess_on_returns_polished_text_with_edits():
     assert out["raw_text"] == raw.strip()
     assert [e["rule"] for e in out["polish"]["edits"]] == ["trim_incomplete", "punctuation", "capitalize"]
     assert out["sentiment"] == {"label": "neutral", "score": 0.8, "language": "en"}
-    assert out["timings"]["polish_ms"] >= 0 and out["timings"]["sentiment_ms"] >= 0
+    # Each deployment's own time, and the wait for both at the ingress.
+    assert out["timings"]["polish_ms"] >= 0 and out["timings"]["sentiment_ms"] == 1.5
+    assert out["timings"]["postprocess_ms"] >= 0
     assert (out["id"], out["industry"], out["model"], out["language"]) == ("rid", "ecommerce", "m", "en")
 
 

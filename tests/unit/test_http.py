@@ -155,8 +155,8 @@ async def test_sse_stream_turns_late_error_into_event():
         raise NotFoundError("gone", "model")
 
     out = [chunk async for chunk in sse_stream(events(), "rid-1", done_marker=True)]
-    assert out[0] == sse({"a": 1}) == 'data: {"a": 1}\n\n'
-    assert '"type": "error"' in out[1] and "gone (request id: rid-1)" in out[1]
+    assert out[0] == sse({"a": 1}) == 'data: {"a":1}\n\n'
+    assert '"type":"error"' in out[1] and "gone (request id: rid-1)" in out[1]
     assert out[-1] == "data: [DONE]\n\n"
 
 
