@@ -27,6 +27,11 @@ class AccessControl:
 
     async def check(self, request: Request, admin: bool = False) -> ApiKey | None:
         """The caller's key (None when auth is off); 401, 403, 429 or 503 otherwise."""
+        state = request.scope.get("state") or {}
+        if "internal_caller" in state and not admin:
+            # A batch line: its key was checked when the batch was created, and a batch is not held to the
+            # per-request limit (its lines still reserve tokens).
+            return state["internal_caller"]
         if not self.config.enabled:
             return None
         scheme, _, secret = request.headers.get("authorization", "").partition(" ")

@@ -31,6 +31,13 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", None) or "unknown"
 
 
+def internal_request(path: str, request_id: str, caller) -> Request:
+    """A request made inside the service (a batch line), for the endpoint handlers: no headers, the given
+    request id, and ``caller``, the key already checked when the batch was created (``AccessControl``)."""
+    return Request({"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b"",
+                    "state": {"request_id": request_id, "internal_caller": caller}})
+
+
 class FastJSONResponse(JSONResponse):
     """A JSON body encoded by orjson (C): the encoding is on the path of every answer we build ourselves."""
 
@@ -41,6 +48,11 @@ class FastJSONResponse(JSONResponse):
 def error_response(exc: BaseException, request_id: str) -> JSONResponse:
     status, body, headers = to_error_body(exc, request_id)
     return FastJSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id, **headers})
+
+
+def validation_error(errors: list[dict]) -> InvalidRequestError:
+    """pydantic's errors as the 400 every endpoint answers (batch lines get the same message)."""
+    return InvalidRequestError(*_validation_message(RequestValidationError(errors)))
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -65,8 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        message, param = _validation_message(exc)
-        return error_response(InvalidRequestError(message, param), request_id_of(request))
+        return error_response(validation_error(exc.errors()), request_id_of(request))
 
     @app.exception_handler(HTTPException)
     async def _routing(request: Request, exc: HTTPException):
@@ -114,13 +125,17 @@ class EdgeSettings:
 
     max_body_bytes: int = 1_000_000
     allowed_hosts: frozenset[str] | None = None  # None: any Host (API keys are on)
+    upload_bytes: int = 50_000_000  # POST /v1/files (batch input files) only
 
 
 EDGE = EdgeSettings()
 
 
-def configure_edge(max_body_bytes: int, allowed_hosts: frozenset[str] | None) -> None:
-    EDGE.max_body_bytes, EDGE.allowed_hosts = max_body_bytes, allowed_hosts
+UPLOAD_PATH = "/v1/files"
+
+
+def configure_edge(max_body_bytes: int, allowed_hosts: frozenset[str] | None, upload_bytes: int = 50_000_000) -> None:
+    EDGE.max_body_bytes, EDGE.allowed_hosts, EDGE.upload_bytes = max_body_bytes, allowed_hosts, upload_bytes
 
 
 class RequestContextMiddleware:
@@ -139,6 +154,8 @@ class RequestContextMiddleware:
         request_id = given or f"req-{uuid.uuid4().hex[:24]}"
         scope.setdefault("state", {})["request_id"] = request_id
         limit, allowed = self.settings.max_body_bytes, self.settings.allowed_hosts
+        if scope.get("path") == UPLOAD_PATH and scope.get("method") == "POST":
+            limit = self.settings.upload_bytes
         host = headers.get(b"host", b"").decode("latin-1")
         if allowed is not None and not host_allowed(host, allowed):
             refused = InvalidRequestError(f"Host {host!r} is not served: this instance has API keys off and answers "

@@ -6,6 +6,7 @@ maps errors. Each endpoint family is a mixin in its own module:
     openai_api.py     /v1/chat/completions, /v1/completions (wire format: openai_format.py)
     discovery_api.py  /v1/models, /v1/usage, /healthz, /openapi.json, /docs, the studio at /
     admin_api.py      /v1/routes, /v1/adapters, /v1/models/{model}/weights, /v1/keys
+    batches_api.py    /v1/files, /v1/batches (the OpenAI Batch API; lines run in batch_runner.py)
 
 The FastAPI app itself (error handlers, middleware) is ``api_app.py``."""
 
@@ -21,6 +22,7 @@ from contracts.errors import ConflictError, InvalidRequestError
 from deployments.adapters import AdapterRef, AdapterRegistry, serves_merged
 from deployments.merged_weights import ActiveWeights, PendingRolls
 from deployments.router import Router
+from deployments.state.batches import BatchStore
 from deployments.state.cache import ResponseCache
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter
@@ -31,6 +33,8 @@ from serve_app import weights_roll
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
 from serve_app.api_app import app
+from serve_app.batch_runner import BatchRunner
+from serve_app.batches_api import BatchesAPI
 from serve_app.copy_api import CopyAPI
 from serve_app.copy_pipeline import CopyPipeline
 from serve_app.discovery_api import DiscoveryAPI
@@ -40,7 +44,7 @@ from serve_app.openapi_doc import live_openapi
 
 
 @serve.ingress(app)
-class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI):
+class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, BatchesAPI):
     """The one HTTP deployment: holds the handles and the Redis stores; each endpoint family is a mixin."""
 
     def __init__(self, models: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle,
@@ -67,11 +71,16 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI):
                                                                                       self.pending_rolls).run())
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(self.router, models, self.streaming, polish, sentiment, self.sessions)
+        self.batches = BatchStore(self.redis, config.batch)
+        # Every ingress replica runs batches (a few lines at a time); a batch is held by one replica at once.
+        if self.redis.client is not None:
+            runner = BatchRunner(self.batches, self.keys, self._run_batch_line, config.batch)
+            self._batch_runner = asyncio.get_running_loop().create_task(runner.run())
         self._openapi = live_openapi(app.openapi, config)  # names this config's industries and models
         self._public_docs = config.server.public_docs or not config.auth.enabled
         # Without API keys, the Host check stands between this service and any web page (DNS rebinding).
         configure_edge(config.server.max_body_bytes, None if config.auth.enabled else
-                       frozenset(h.lower() for h in config.server.allowed_hosts))
+                       frozenset(h.lower() for h in config.server.allowed_hosts), config.batch.max_file_bytes)
 
     # --- shared by the endpoint families ---------------------------------------------------------
 

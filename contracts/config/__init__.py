@@ -17,6 +17,7 @@ from contracts.config.base import DEFAULT_HOME, EMBEDDED_PREFIX, SLUG, ConfigErr
 from contracts.config.models import AutoscalingOptions, DeploymentOptions, EngineConfig, ModelConfig
 from contracts.config.services import (
     AuthConfig,
+    BatchConfig,
     CacheConfig,
     PolishConfig,
     RateLimit,
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimit",
     "AuthConfig",
     "SessionConfig",
+    "BatchConfig",
     "QualityConfig",
     "RouteConfig",
     "AppConfig",
@@ -92,6 +94,7 @@ class AppConfig(Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     sessions: SessionConfig = Field(default_factory=SessionConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     polish: PolishConfig = Field(default_factory=PolishConfig)

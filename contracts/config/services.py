@@ -148,3 +148,17 @@ class AuthConfig(Strict):
 class SessionConfig(Strict):
     ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="A chat session expires this long after its last turn.")
     max_turns: int = Field(10, ge=1, le=100, description="Turns kept per session (older ones are dropped).")
+
+
+class BatchConfig(Strict):
+    """The OpenAI Batch API: uploaded JSONL files run line by line beside live traffic."""
+
+    files_dir: str = Field("batch-files", description="Where uploaded and result files are kept (relative: from "
+                                                      "where the service starts).")
+    max_file_bytes: int = Field(50_000_000, ge=1024, description="Larger uploads get 413.")
+    max_lines: int = Field(50_000, ge=1, description="Requests one batch may hold.")
+    concurrency: int = Field(2, ge=1, le=256, description="Lines of one batch in flight at once, per ingress replica: "
+                                                         "the cap that keeps live traffic fast.")
+    lease_s: int = Field(30, ge=5, le=3600, description="A runner holds a batch this long between renewals; a runner "
+                                                      "that died gives it up to another after this.")
+    ttl_s: int = Field(30 * 86400, ge=3600, description="Files and batches are kept this long.")

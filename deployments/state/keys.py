@@ -72,6 +72,13 @@ class KeyStore:
         rows = await self.store.call(read)
         return None if rows is None else sorted((self._parse(f) for f in rows if f), key=lambda k: k.created)
 
+    async def get(self, key_id: str) -> ApiKey | None:
+        """A key by its id (revoked ones too), None when unknown; ConnectionError when Redis is unavailable."""
+        fields = await self.store.call(lambda r: r.hgetall(self._record(key_id)))
+        if fields is None:
+            raise ConnectionError("redis is unavailable: cannot read the key")
+        return self._parse(fields) if fields else None
+
     async def revoke(self, key_id: str) -> bool | None:
         async def write(r):
             if not await r.exists(self._record(key_id)):

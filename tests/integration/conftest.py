@@ -78,7 +78,8 @@ def app_config(redis_server, tmp_path_factory):
     # Adapters are trained into pytest's temporary folders: the one root registration may read.
     server = config.server.model_copy(update={"metrics_port": free_port(),
                                               "adapter_roots": [str(tmp_path_factory.getbasetemp())]})
-    return config.model_copy(update={"redis": redis_config, "server": server})
+    batch = config.batch.model_copy(update={"files_dir": str(tmp_path_factory.mktemp("batch-files"))})
+    return config.model_copy(update={"redis": redis_config, "server": server, "batch": batch})
 
 
 @pytest.fixture(scope="session")

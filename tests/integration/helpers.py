@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -43,3 +46,66 @@ def total(families: dict, name: str, **labels) -> float:
     (summed over replicas and workers)."""
     return sum(s.value for s in families.get(name, [])
                if s.name in (f"{name}_total", f"{name}_count") and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+class SteadyLoad:
+    """Clients asking ``/v1/copy`` for whole answers and streams (alternately), until stopped; outcomes by
+    kind. ``body`` is one request body, or a function of the request's number that makes one."""
+
+    def __init__(self, client: httpx.Client, body, clients: int = 4):
+        self.client, self.stop = client, threading.Event()
+        self.body = body if callable(body) else (lambda _: body)
+        self.outcomes: Counter = Counter()
+        self.failures: list[str] = []
+        self.answers: list[dict] = []  # every whole answer: its body, the answer and its X-Cache
+        self._sent = 0
+        self.workers = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(clients)]
+
+    def _next_body(self) -> dict:
+        self._sent += 1
+        return self.body(self._sent)
+
+    def _run(self, stream: bool) -> None:
+        kind = "stream" if stream else "whole"
+        while not self.stop.is_set():
+            body = self._next_body()
+            try:
+                if stream:
+                    with self.client.stream("POST", "/v1/copy", json={**body, "stream": True}) as r:
+                        text = "".join(r.iter_text())
+                    types = [json.loads(line[6:]).get("type") for line in text.splitlines()
+                             if line.startswith("data: ")]
+                    ok = r.status_code == 200 and "final" in types and "error" not in types
+                    detail = text[-300:]
+                else:
+                    r = self.client.post("/v1/copy", json=body)
+                    ok, detail = r.status_code == 200, r.text[:300]
+                    if ok:
+                        self.answers.append({"body": body, "answer": r.json(), "x_cache": r.headers.get("x-cache")})
+            except Exception as exc:  # a hang or a dropped connection is a failure too
+                ok, detail = False, repr(exc)
+            self.outcomes[(kind, ok)] += 1
+            if not ok:
+                self.failures.append(f"{kind}: {detail}")
+
+    def __enter__(self):
+        for w in self.workers:
+            w.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for w in self.workers:
+            w.join(timeout=120)
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
+
+    def failed(self, kind: str) -> int:
+        return self.outcomes[(kind, False)]
+
+    def grows_by(self, n: int, timeout_s: float) -> bool:
+        """Wait until ``n`` more requests have finished (True), or ``timeout_s`` passes (False)."""
+        target = self.total + n
+        return bool(wait_for(lambda: self.total >= target, timeout_s, every_s=0.2))

@@ -2,17 +2,14 @@
 it, requests that had no token yet are retried on the other replica, and at most 1% of requests fail
 (none of the whole answers; only streams that had sent tokens may)."""
 
-import json
-import threading
 import time
-from collections import Counter
 
 import psutil
 import pytest
 import ray
 
 from serve_app import serve_control
-from tests.integration.helpers import scrape, total, wait_for
+from tests.integration.helpers import SteadyLoad, scrape, total, wait_for
 
 pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 MODEL, DEPLOYMENT = "tiny-gptj-pair", "model-tiny-gptj-pair"  # two replicas, route "tutoring"
@@ -22,53 +19,6 @@ BODY = {"industry": "tutoring", "product": "Geometry course", "max_tokens": 8, "
 def replicas(app_name: str) -> list[dict]:
     app = next(a for a in serve_control.status_report()["applications"] if a["name"] == app_name)
     return next(d for d in app["deployments"] if d["name"] == DEPLOYMENT)["replicas"]
-
-
-class SteadyLoad:
-    """Two clients asking for whole answers and two streaming, until stopped; outcomes by kind."""
-
-    def __init__(self, client):
-        self.client, self.stop = client, threading.Event()
-        self.outcomes: Counter = Counter()
-        self.failures: list[str] = []
-        self.workers = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(4)]
-
-    def _run(self, stream: bool) -> None:
-        kind = "stream" if stream else "whole"
-        while not self.stop.is_set():
-            try:
-                if stream:
-                    with self.client.stream("POST", "/v1/copy", json={**BODY, "stream": True}) as r:
-                        text = "".join(r.iter_text())
-                    types = [json.loads(line[6:]).get("type") for line in text.splitlines()
-                             if line.startswith("data: ")]
-                    ok = r.status_code == 200 and "final" in types and "error" not in types
-                    detail = text[-300:]
-                else:
-                    r = self.client.post("/v1/copy", json=BODY)
-                    ok, detail = r.status_code == 200, r.text[:300]
-            except Exception as exc:  # a hang or a dropped connection is a failure too
-                ok, detail = False, repr(exc)
-            self.outcomes[(kind, ok)] += 1
-            if not ok:
-                self.failures.append(f"{kind}: {detail}")
-
-    def __enter__(self):
-        for w in self.workers:
-            w.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for w in self.workers:
-            w.join(timeout=120)
-
-    @property
-    def total(self) -> int:
-        return sum(self.outcomes.values())
-
-    def failed(self, kind: str) -> int:
-        return self.outcomes[(kind, False)]
 
 
 def wait_replaced(app_name: str, victim: dict, timeout_s: float = 600) -> tuple[list[dict], float]:
@@ -85,7 +35,7 @@ def test_killed_replica_is_replaced_and_at_most_one_percent_fails(client, app_co
     app_name = app_config.server.app_name
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
     assert len(before) == 2
-    with SteadyLoad(client) as load:
+    with SteadyLoad(client, BODY) as load:
         time.sleep(5)
         victim = before[0]
         ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
@@ -104,7 +54,7 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
     assert len(before) == 2
     retries_before = total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT)
-    with SteadyLoad(client) as load:
+    with SteadyLoad(client, BODY) as load:
         time.sleep(5)
         victim_pid = model_handle(MODEL).stats.remote().result()["pid"]
         victim = next(r for r in before if r["pid"] == victim_pid)

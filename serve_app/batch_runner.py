@@ -1,0 +1,205 @@
+"""Runs OpenAI Batch API jobs inside every ingress replica, beside live traffic.
+
+A runner claims one batch at a time through a lease in Redis, checks its input file line by line, and
+sends each request through the same handler its endpoint uses (same validation, messages, cache,
+adapters, token reservations), ``batch.concurrency`` lines at a time so live requests keep their
+latency. Each line's result is written to Redis once, under its line number: a runner that dies loses
+nothing, and the one that takes the batch over skips what is done (no line is answered twice). The
+output and error files are written at the end, in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from contracts.config import BatchConfig
+from deployments.state.batches import BatchStore
+from deployments.state.keys import KeyStore
+
+logger = logging.getLogger("copyserve.batches")
+POLL_S = 1.0
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/copy")
+COMPLETION_WINDOW_S = 24 * 3600
+# (endpoint, body, key, request id) -> (status, body, seconds to wait before a retry when the status is 429)
+RunLine = Callable[[str, dict, object, str], Awaitable[tuple[int, dict, float]]]
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int  # 1-based, as an editor shows it
+    custom_id: str
+    body: dict
+
+
+def parse_lines(data: bytes, endpoint: str) -> tuple[list[Line], dict[int, dict]]:
+    """The runnable lines, and an error result for each line that is not a request of this batch."""
+    lines, errors, seen = [], {}, {}
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        custom_id = None
+        try:
+            item = json.loads(raw)
+            if not isinstance(item, dict):
+                raise ValueError("a line must be one JSON object")
+            custom_id = item.get("custom_id")
+            if not isinstance(custom_id, str) or not custom_id:
+                raise ValueError("custom_id (a non-empty string) is missing")
+            if custom_id in seen:
+                raise ValueError(f"custom_id {custom_id!r} is already used by line {seen[custom_id]}")
+            if item.get("method", "POST") != "POST":
+                raise ValueError(f"method must be POST, not {item.get('method')!r}")
+            if item.get("url") != endpoint:
+                raise ValueError(f"url is {item.get('url')!r}, but this batch runs {endpoint}")
+            if not isinstance(item.get("body"), dict):
+                raise ValueError("body (a JSON object: the request) is missing")
+        except ValueError as err:  # json.JSONDecodeError is a ValueError
+            message = f"line {number}: {err}" if not isinstance(err, json.JSONDecodeError) else \
+                f"line {number} is not valid JSON ({err.msg} at column {err.colno})"
+            errors[number] = error_line(custom_id if isinstance(custom_id, str) else None, "invalid_request", message)
+            continue
+        seen[custom_id] = number
+        lines.append(Line(number, custom_id, item["body"]))
+    return lines, errors
+
+
+def error_line(custom_id: str | None, code: str, message: str) -> dict:
+    return {"id": f"batch_req_{uuid.uuid4().hex[:24]}", "custom_id": custom_id, "response": None,
+            "error": {"code": code, "message": message}}
+
+
+def response_line(custom_id: str, status: int, request_id: str, body: dict) -> dict:
+    return {"id": f"batch_req_{uuid.uuid4().hex[:24]}", "custom_id": custom_id,
+            "response": {"status_code": status, "request_id": request_id, "body": body}, "error": None}
+
+
+def succeeded(result: dict) -> bool:
+    return result["error"] is None and 200 <= result["response"]["status_code"] < 300
+
+
+class BatchRunner:
+    def __init__(self, batches: BatchStore, keys: KeyStore, run_line: RunLine, config: BatchConfig):
+        self.batches, self.keys, self.run_line, self.config = batches, keys, run_line, config
+        self.id = f"runner-{uuid.uuid4().hex[:12]}"
+        self._keys: dict[str, object] = {}  # the last read of each batch's key
+
+    async def run(self) -> None:
+        """Forever: take any active batch no runner holds, run it to the end, give it back."""
+        while True:
+            try:
+                for batch_id in await self.batches.active():
+                    if await self.batches.claim(batch_id, self.id):
+                        try:
+                            await self.run_batch(batch_id)
+                        finally:
+                            await self.batches.release(batch_id)
+            except Exception:  # a runner must outlive one bad batch or a Redis hiccup
+                logger.exception("batch runner %s: a pass failed; trying again", self.id)
+            await asyncio.sleep(POLL_S)
+
+    async def run_batch(self, batch_id: str) -> None:
+        batch = await self.batches.load(batch_id)
+        if batch is None or batch["status"] in ("completed", "failed", "cancelled", "expired"):
+            await self.batches.finish(batch_id)  # expired from Redis, or finished by a runner that then died
+            return
+        path = self.batches.path(batch["input_file_id"])
+        try:
+            lines, invalid = parse_lines(path.read_bytes(), batch["endpoint"])
+        except OSError:
+            return await self._end(batch, "failed", errors=[{"code": "input_file_missing", "line": None,
+                                                              "message": "the input file is gone from the file store"}])
+        for number, result in invalid.items():
+            await self.batches.record(batch_id, number, result)
+        if batch["status"] == "validating":
+            batch.update(status="in_progress", in_progress_at=int(time.time()))
+        batch["request_counts"]["total"] = len(lines) + len(invalid)
+        done = await self.batches.results(batch_id) or {}
+        ok = sum(succeeded(r) for r in done.values())
+        batch["request_counts"].update(completed=ok, failed=len(done) - ok)
+        await self.batches.save(batch)
+        pending = [line for line in lines if line.number not in done]
+        saved_at = time.monotonic()
+        for start in range(0, len(pending), self.config.concurrency):
+            stop, errors, key = await self._before_round(batch)
+            if stop == "lost":
+                logger.warning("batch %s: lease lost to another runner; leaving it", batch_id)
+                return
+            if stop:
+                return await self._end(batch, stop, errors)
+            chunk = pending[start:start + self.config.concurrency]
+            for outcome in await asyncio.gather(*(self._run_one(batch, line, key) for line in chunk)):
+                if outcome is not None:  # None: another runner had answered the line already
+                    batch["request_counts"]["completed" if outcome else "failed"] += 1
+            if time.monotonic() - saved_at >= 1.0:  # progress for GET /v1/batches/{id}, not a write a line
+                await self.batches.save(batch)
+                saved_at = time.monotonic()
+        await self._end(batch, "cancelled" if await self.batches.cancel_requested(batch_id) else "completed")
+
+    async def _before_round(self, batch: dict) -> tuple[str | None, list[dict] | None, object]:
+        """Whether to stop before the next lines (cancelled, lease lost, expired, key revoked) and the key to
+        run them with, read each round: a revoke stops the batch."""
+        if await self.batches.cancel_requested(batch["id"]):
+            return "cancelled", None, None
+        if not await self.batches.renew(batch["id"], self.id):
+            return "lost", None, None
+        if batch.get("expires_at") and time.time() > batch["expires_at"]:
+            return "expired", None, None
+        if not batch.get("key_id"):
+            return None, None, None  # auth off
+        try:
+            key = self._keys[batch["key_id"]] = await self.keys.get(batch["key_id"])
+        except ConnectionError:  # Redis is down: the lines fail open as live requests do, with the key as it was
+            key = self._keys.get(batch["key_id"])
+        if key is None or key.revoked:
+            return "failed", [{"code": "key_revoked", "line": None, "message": "the API key that created this "
+                               "batch was revoked; its remaining lines were not run"}], None
+        return None, None, key
+
+    async def _run_one(self, batch: dict, line: Line, key) -> bool | None:
+        """Run a line and record its result: whether it succeeded, or None when it had a result already."""
+        request_id = f"{batch['id']}-{line.number}"
+        while True:
+            status, body, retry_after_s = await self.run_line(batch["endpoint"], line.body, key, request_id)
+            if status != 429:
+                break
+            # The key's token budget is spent for now: wait for the window instead of failing the line.
+            await asyncio.sleep(min(30.0, max(0.5, retry_after_s)))
+        result = response_line(line.custom_id, status, request_id, body)
+        return succeeded(result) if await self.batches.record(batch["id"], line.number, result) else None
+
+    async def _end(self, batch: dict, status: str, errors: list[dict] | None = None) -> None:
+        now = int(time.time())
+        batch.update(status="finalizing", finalizing_at=now)
+        await self.batches.save(batch)
+        results = await self.batches.results(batch["id"])
+        if results is None:
+            logger.warning("batch %s: redis unavailable while finalizing; a runner will try again", batch["id"])
+            return
+        for kind, keep in (("output", True), ("error", False)):
+            rows = [results[n] for n in sorted(results) if succeeded(results[n]) == keep]
+            if rows:
+                data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+                meta = await self.batches.create_file(batch["owner"], f"{batch['id']}_{kind}.jsonl", "batch_output",
+                                                      data)
+                if meta is None:  # the answers stay in Redis until their files are written
+                    logger.warning("batch %s: the %s file could not be registered; a runner will try again",
+                                   batch["id"], kind)
+                    return
+                batch[f"{kind}_file_id"] = meta["id"]
+        ok = sum(succeeded(r) for r in results.values())
+        batch["request_counts"].update(completed=ok, failed=len(results) - ok)
+        cancelling_at = await self.batches.cancel_requested(batch["id"])
+        if cancelling_at:
+            batch["cancelling_at"] = cancelling_at
+        batch.update(status=status, **{f"{status}_at": now})
+        if errors:
+            batch["errors"] = {"object": "list", "data": errors}
+        await self.batches.save(batch)
+        await self.batches.finish(batch["id"])
+        logger.info("batch %s %s: %d ok, %d failed", batch["id"], status, ok, len(results) - ok)

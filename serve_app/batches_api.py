@@ -1,0 +1,201 @@
+"""The OpenAI Batch API (a mixin of ``Ingress``): /v1/files and /v1/batches, as the ``openai`` SDK calls
+them. Files and batches belong to the key that made them; another key gets 404, never a hint. The
+lines run in ``batch_runner.py``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+import orjson
+from fastapi import File, Form, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
+
+from contracts.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    to_error_body,
+)
+from serve_app.access import owner_of
+from serve_app.api_app import app
+from serve_app.batch_runner import COMPLETION_WINDOW_S, ENDPOINTS, parse_lines
+from serve_app.http import FastJSONResponse, internal_request, validation_error
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
+from serve_app.protocol import CopyRequest
+
+PRIVATE = ("owner", "key_id")  # kept in Redis, never shown
+
+
+class BatchRequest(BaseModel):
+    input_file_id: str = Field(..., min_length=1, max_length=64, description="A file uploaded with purpose batch.")
+    endpoint: str = Field(..., description=f"One of {', '.join(ENDPOINTS)}.")
+    completion_window: str = Field("24h", description="Only 24h.")
+    metadata: dict[str, str] | None = Field(None, max_length=16, description="Up to 16 string pairs.")
+
+
+def batch_error(exc: BaseException, request_id: str) -> tuple[int, dict, float]:
+    status, body, headers = to_error_body(exc, request_id)
+    return status, body, float(headers.get("Retry-After", 1))
+
+
+def public(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in PRIVATE}
+
+
+class BatchesAPI:
+    """Uses the ingress's state: access, batches (``BatchStore``), config."""
+
+    @app.post("/v1/files")
+    async def upload_file(self, request: Request, file: Annotated[UploadFile, File()],
+                          purpose: Annotated[str, Form()]):
+        key = await self.access.check(request)
+        if purpose != "batch":
+            raise InvalidRequestError(f"purpose {purpose!r} is not served here: upload batch input files with "
+                                      "purpose 'batch'", "purpose")
+        limit = self.config.batch.max_file_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLargeError(f"the file is larger than the limit of {limit} bytes (batch.max_file_bytes); "
+                                       "split it into several batches", "file")
+        try:
+            meta = await self.batches.create_file(owner_of(key), file.filename or "upload.jsonl", purpose, data)
+        except OSError as err:
+            raise ServiceUnavailableError(f"the file store cannot take the file now ({err.strerror}); try again "
+                                          "later") from None
+        if meta is None:
+            raise ServiceUnavailableError("redis is unavailable: the file was not stored; try again")
+        return FastJSONResponse(public(meta))
+
+    @app.get("/v1/files")
+    async def list_files(self, request: Request):
+        key = await self.access.check(request)
+        return FastJSONResponse({"object": "list", "data": [public(f) for f in
+                                                            await self.batches.list_files(owner_of(key))]})
+
+    @app.get("/v1/files/{file_id}")
+    async def get_file(self, file_id: str, request: Request):
+        key = await self.access.check(request)
+        return FastJSONResponse(public(await self._file(owner_of(key), file_id)))
+
+    @app.get("/v1/files/{file_id}/content")
+    async def file_content(self, file_id: str, request: Request):
+        key = await self.access.check(request)
+        meta = await self._file(owner_of(key), file_id)
+        try:
+            data = self.batches.path(meta["id"]).read_bytes()
+        except OSError:
+            raise NotFoundError(f"the content of file {file_id} is gone from the file store", "file_id") from None
+        return Response(data, media_type="application/jsonl")
+
+    @app.delete("/v1/files/{file_id}")
+    async def delete_file(self, file_id: str, request: Request):
+        key = await self.access.check(request)
+        await self._file(owner_of(key), file_id)
+        if not await self.batches.delete_file(owner_of(key), file_id):
+            raise ServiceUnavailableError("redis is unavailable: the file was not deleted; try again")
+        return FastJSONResponse({"id": file_id, "object": "file", "deleted": True})
+
+    async def _file(self, owner: str | None, file_id: str) -> dict:
+        meta = await self.batches.get_file(owner, file_id)
+        if meta is None:
+            raise NotFoundError(f"no file {file_id!r} for this key", "file_id")
+        return meta
+
+    @app.post("/v1/batches")
+    async def create_batch(self, body: BatchRequest, request: Request):
+        key = await self.access.check(request)
+        if body.endpoint not in ENDPOINTS:
+            raise InvalidRequestError(f"endpoint {body.endpoint!r} cannot be batched; use one of "
+                                      f"{', '.join(ENDPOINTS)}", "endpoint")
+        if body.completion_window != "24h":
+            raise InvalidRequestError("completion_window must be '24h'", "completion_window")
+        meta = await self._file(owner_of(key), body.input_file_id)
+        if meta["purpose"] != "batch":
+            raise InvalidRequestError(f"file {body.input_file_id} has purpose {meta['purpose']!r}, not 'batch'",
+                                      "input_file_id")
+        try:
+            lines, invalid = parse_lines(self.batches.path(meta["id"]).read_bytes(), body.endpoint)
+        except OSError:
+            raise NotFoundError(f"the content of file {body.input_file_id} is gone from the file store",
+                                "input_file_id") from None
+        total = len(lines) + len(invalid)
+        if not total or total > self.config.batch.max_lines:
+            raise InvalidRequestError(f"the input file holds {total} requests; a batch takes 1 to "
+                                      f"{self.config.batch.max_lines} (batch.max_lines)", "input_file_id")
+        now = int(time.time())
+        record = {"id": f"batch_{uuid.uuid4().hex[:24]}", "object": "batch", "endpoint": body.endpoint,
+                  "errors": None, "input_file_id": body.input_file_id, "completion_window": "24h",
+                  "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": now,
+                  "in_progress_at": None, "expires_at": now + COMPLETION_WINDOW_S, "finalizing_at": None,
+                  "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None,
+                  "cancelled_at": None, "request_counts": {"total": total, "completed": 0, "failed": 0},
+                  "metadata": body.metadata, "owner": owner_of(key) or "-", "key_id": key.id if key else None}
+        if not await self.batches.create_batch(record):
+            raise ServiceUnavailableError("redis is unavailable: the batch was not created; try again")
+        return FastJSONResponse(public(record))
+
+    @app.get("/v1/batches")
+    async def list_batches(self, request: Request, limit: int = 20, after: str | None = None):
+        key = await self.access.check(request)
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError("limit must be between 1 and 100", "limit")
+        batches = [await self._view(b) for b in await self.batches.list_batches(owner_of(key))]
+        if after:
+            ids = [b["id"] for b in batches]
+            batches = batches[ids.index(after) + 1:] if after in ids else []
+        page = batches[:limit]
+        return FastJSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                                 "last_id": page[-1]["id"] if page else None, "has_more": len(batches) > limit})
+
+    @app.get("/v1/batches/{batch_id}")
+    async def get_batch(self, batch_id: str, request: Request):
+        key = await self.access.check(request)
+        return FastJSONResponse(await self._view(await self._batch(owner_of(key), batch_id)))
+
+    @app.post("/v1/batches/{batch_id}/cancel")
+    async def cancel_batch(self, batch_id: str, request: Request):
+        key = await self.access.check(request)
+        batch = await self._batch(owner_of(key), batch_id)
+        if batch["status"] in ("validating", "in_progress"):
+            await self.batches.cancel(batch_id)
+        return FastJSONResponse(await self._view(batch))
+
+    async def _batch(self, owner: str | None, batch_id: str) -> dict:
+        batch = await self.batches.get_batch(owner, batch_id)
+        if batch is None:
+            raise NotFoundError(f"no batch {batch_id!r} for this key", "batch_id")
+        return batch
+
+    async def _view(self, batch: dict) -> dict:
+        """The public record; a cancel asked for but not yet reached by the runner shows as cancelling."""
+        view = public(batch)
+        if view["status"] in ("validating", "in_progress"):
+            asked = await self.batches.cancel_requested(batch["id"])
+            if asked:
+                view.update(status="cancelling", cancelling_at=asked)
+        return view
+
+    async def _run_batch_line(self, endpoint: str, body: dict, key, request_id: str) -> tuple[int, dict, float]:
+        """One batch line through its endpoint's own handler: the same validation, messages, cache and token
+        reservation as over HTTP. Returns the status, the body and, for a 429, how long to wait."""
+        model, handler = {"/v1/copy": (CopyRequest, self.copy),
+                          "/v1/chat/completions": (ChatCompletionRequest, self.chat_completions),
+                          "/v1/completions": (CompletionRequest, self.completions)}[endpoint]
+        try:
+            parsed = model.model_validate(body)
+        except ValidationError as err:
+            return batch_error(validation_error(err.errors()), request_id)
+        if getattr(parsed, "stream", False):
+            return batch_error(InvalidRequestError("stream is not served in a batch: leave it out", "stream"),
+                               request_id)
+        try:
+            answer = await handler(parsed, internal_request(endpoint, request_id, key))
+        except Exception as err:  # mapped exactly as the endpoint maps it
+            return batch_error(err, request_id)
+        if isinstance(answer, Response):
+            return answer.status_code, orjson.loads(answer.body), 0.0
+        return 200, answer, 0.0
