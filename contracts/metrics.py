@@ -38,6 +38,11 @@ MODEL_CALL_RETRIES = Counter("copyserve_model_call_retries",
                              tag_keys=("deployment",))
 QUEUE_FULL = Counter("copyserve_queue_full", description="Model calls refused (503) by a full deployment queue.",
                      tag_keys=("deployment",))
+BATCH_LINES = Counter("copyserve_batch_lines", description="Batch lines answered, by endpoint and outcome "
+                      "(ok: a 2xx answer; failed: an error answer or a line that was not a request).",
+                      tag_keys=("endpoint", "outcome"))
+BATCHES = Counter("copyserve_batches", description="Batches finished, by endpoint and final status.",
+                  tag_keys=("endpoint", "status"))
 
 
 def record_copy(payload: dict, cache: str, latency_s: float) -> None:

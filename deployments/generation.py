@@ -44,6 +44,7 @@ class GenerationRequest:
     messages: tuple[dict, ...] | None = None
     prompt: str | None = None
     adapter: AdapterRef | None = None
+    priority: int = 0  # lower runs first on an engine with priority scheduling; batch lines are BATCH_PRIORITY
 
     def __post_init__(self):
         if (self.messages is None) == (self.prompt is None):

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import replace
 
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
@@ -24,6 +27,24 @@ from deployments.generation import Completion, GenerationRequest
 
 logger = logging.getLogger("copyserve.model_calls")
 ATTEMPTS = 3          # first try + retries on a lost replica
+BATCH_PRIORITY = 1    # engines with priority scheduling run live requests (0) first
+# The priority of every model call made in this context (a batch line sets it around its endpoint's handler,
+# so the calls that handler makes, a Polish rewrite included, wait behind live traffic).
+_priority: ContextVar[int] = ContextVar("copyserve_priority", default=0)
+
+
+@contextmanager
+def priority(value: int) -> Iterator[None]:
+    token = _priority.set(value)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
+
+def _prioritised(generation: GenerationRequest) -> GenerationRequest:
+    wanted = _priority.get()
+    return generation if generation.priority == wanted else replace(generation, priority=wanted)
 RETRY_BACKOFF_S = 0.2  # Serve needs a moment to drop the dead replica from its routing table
 
 
@@ -49,6 +70,7 @@ def _raise_if_refused(handle: DeploymentHandle, exc: BaseException) -> None:
 
 async def generate(handle: DeploymentHandle, generation: GenerationRequest) -> Completion:
     """A whole answer; retried on another replica when the one working on it dies."""
+    generation = _prioritised(generation)
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return await handle.generate.remote(generation)
@@ -66,6 +88,7 @@ async def generate(handle: DeploymentHandle, generation: GenerationRequest) -> C
 async def stream(handle: DeploymentHandle, generation: GenerationRequest) -> AsyncIterator:
     """A model server's stream. Retried while nothing was received; closing it early cancels the call,
     which aborts the engine request."""
+    generation = _prioritised(generation)
     received = False
     for attempt in range(1, ATTEMPTS + 1):
         response = handle.generate_stream.remote(generation)

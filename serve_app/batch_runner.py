@@ -18,7 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from contracts import metrics
 from contracts.config import BatchConfig
+from contracts.errors import ServiceUnavailableError
 from deployments.state.batches import BatchStore
 from deployments.state.keys import KeyStore
 
@@ -99,7 +101,9 @@ class BatchRunner:
                             await self.run_batch(batch_id)
                         finally:
                             await self.batches.release(batch_id)
-            except Exception:  # a runner must outlive one bad batch or a Redis hiccup
+            except ServiceUnavailableError:
+                pass  # Redis is down: try again on the next pass
+            except Exception:  # a runner must outlive one bad batch
                 logger.exception("batch runner %s: a pass failed; trying again", self.id)
             await asyncio.sleep(POLL_S)
 
@@ -108,22 +112,9 @@ class BatchRunner:
         if batch is None or batch["status"] in ("completed", "failed", "cancelled", "expired"):
             await self.batches.finish(batch_id)  # expired from Redis, or finished by a runner that then died
             return
-        path = self.batches.path(batch["input_file_id"])
-        try:
-            lines, invalid = parse_lines(path.read_bytes(), batch["endpoint"])
-        except OSError:
-            return await self._end(batch, "failed", errors=[{"code": "input_file_missing", "line": None,
-                                                              "message": "the input file is gone from the file store"}])
-        for number, result in invalid.items():
-            await self.batches.record(batch_id, number, result)
-        if batch["status"] == "validating":
-            batch.update(status="in_progress", in_progress_at=int(time.time()))
-        batch["request_counts"]["total"] = len(lines) + len(invalid)
-        done = await self.batches.results(batch_id) or {}
-        ok = sum(succeeded(r) for r in done.values())
-        batch["request_counts"].update(completed=ok, failed=len(done) - ok)
-        await self.batches.save(batch)
-        pending = [line for line in lines if line.number not in done]
+        pending = await self._pending(batch)
+        if pending is None:
+            return
         saved_at = time.monotonic()
         for start in range(0, len(pending), self.config.concurrency):
             stop, errors, key = await self._before_round(batch)
@@ -136,10 +127,34 @@ class BatchRunner:
             for outcome in await asyncio.gather(*(self._run_one(batch, line, key) for line in chunk)):
                 if outcome is not None:  # None: another runner had answered the line already
                     batch["request_counts"]["completed" if outcome else "failed"] += 1
+                    metrics.BATCH_LINES.inc(tags={"endpoint": batch["endpoint"], "outcome": "ok" if outcome else
+                                                  "failed"})
             if time.monotonic() - saved_at >= 1.0:  # progress for GET /v1/batches/{id}, not a write a line
                 await self.batches.save(batch)
                 saved_at = time.monotonic()
         await self._end(batch, "cancelled" if await self.batches.cancel_requested(batch_id) else "completed")
+
+    async def _pending(self, batch: dict) -> list[Line] | None:
+        """The lines still to run (the invalid ones recorded as errors), the batch marked in progress; None
+        when the batch ended here (its input is gone) or must wait (Redis is down)."""
+        try:
+            lines, invalid = parse_lines(self.batches.path(batch["input_file_id"]).read_bytes(), batch["endpoint"])
+        except OSError:
+            await self._end(batch, "failed", errors=[{"code": "input_file_missing", "line": None,
+                                                      "message": "the input file is gone from the file store"}])
+            return None
+        for number, result in invalid.items():
+            if await self.batches.record(batch["id"], number, result):
+                metrics.BATCH_LINES.inc(tags={"endpoint": batch["endpoint"], "outcome": "failed"})
+        done = await self.batches.results(batch["id"])
+        if done is None:
+            return None  # Redis is down: nothing could be recorded; a later pass comes back to this batch
+        if batch["status"] == "validating":
+            batch.update(status="in_progress", in_progress_at=int(time.time()))
+        ok = sum(succeeded(r) for r in done.values())
+        batch["request_counts"].update(total=len(lines) + len(invalid), completed=ok, failed=len(done) - ok)
+        await self.batches.save(batch)
+        return [line for line in lines if line.number not in done]
 
     async def _before_round(self, batch: dict) -> tuple[str | None, list[dict] | None, object]:
         """Whether to stop before the next lines (cancelled, lease lost, expired, key revoked) and the key to
@@ -202,4 +217,5 @@ class BatchRunner:
             batch["errors"] = {"object": "list", "data": errors}
         await self.batches.save(batch)
         await self.batches.finish(batch["id"])
+        metrics.BATCHES.inc(tags={"endpoint": batch["endpoint"], "status": status})
         logger.info("batch %s %s: %d ok, %d failed", batch["id"], status, ok, len(results) - ok)

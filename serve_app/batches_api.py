@@ -20,6 +20,7 @@ from contracts.errors import (
     ServiceUnavailableError,
     to_error_body,
 )
+from deployments import model_calls
 from serve_app.access import owner_of
 from serve_app.api_app import app
 from serve_app.batch_runner import COMPLETION_WINDOW_S, ENDPOINTS, parse_lines
@@ -193,7 +194,8 @@ class BatchesAPI:
             return batch_error(InvalidRequestError("stream is not served in a batch: leave it out", "stream"),
                                request_id)
         try:
-            answer = await handler(parsed, internal_request(endpoint, request_id, key))
+            with model_calls.priority(model_calls.BATCH_PRIORITY):  # live requests go first on the engines
+                answer = await handler(parsed, internal_request(endpoint, request_id, key))
         except Exception as err:  # mapped exactly as the endpoint maps it
             return batch_error(err, request_id)
         if isinstance(answer, Response):

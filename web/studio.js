@@ -2,6 +2,7 @@
 // /v1/copy/revise, /v1/models, /v1/routes, /v1/adapters). No build step.
 import { marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.js";
+import { initBatches } from "./batches.js";
 
 const $ = (id) => document.getElementById(id);
 const store = {
@@ -87,13 +88,16 @@ function showMessage(text) {
   $("message").hidden = !text;
 }
 
+const TABS = ["write", "history", "batches", "admin"];
+
 function selectTab(name) {
-  for (const tab of ["write", "history", "admin"]) {
+  for (const tab of TABS) {
     $(`tab-${tab}`).setAttribute("aria-selected", String(tab === name));
     $(`panel-${tab}`).hidden = tab !== name;
   }
   if (name === "history") renderHistory();
   if (name === "admin") loadAdmin();
+  if (name === "batches") batches.load();
 }
 
 function toggleTheme() {
@@ -248,6 +252,7 @@ async function loadRoutes() {
     const models = await api("GET", "v1/models");
     routes = models.data.filter((m) => m.copyserve?.kind === "route").map((m) => m.copyserve);
     $("industry").replaceChildren(...routes.map((r) => new Option(label(r), r.industry)));
+    batches.setIndustries(routes.map((r) => new Option(label(r), r.industry)));
     renderTemplates();
     showMessage("");
   } catch (err) {
@@ -468,7 +473,7 @@ async function setRouteAdapter(industry, model, adapter) {
 // --- wiring -----------------------------------------------------------------------------------
 
 function wire() {
-  for (const tab of ["write", "history", "admin"]) $(`tab-${tab}`).onclick = () => selectTab(tab);
+  for (const tab of TABS) $(`tab-${tab}`).onclick = () => selectTab(tab);
   $("theme").onclick = toggleTheme;
   // The key lives for this tab only (sessionStorage): an admin key must not stay on the machine.
   localStorage.removeItem("copyserve.apiKey");  // where earlier versions kept it
@@ -513,6 +518,9 @@ function wire() {
   });
 }
 
+// Multipart uploads set their own Content-Type: only the key goes along.
+const authHeader = () => { const { Authorization } = headers(); return Authorization ? { Authorization } : {}; };
+const batches = initBatches({ api, authHeader, explain, showMessage });
 wire();
 loadRoutes();
 loadChannels();

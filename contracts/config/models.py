@@ -29,6 +29,9 @@ class EngineConfig(Strict):
         "auto", description="CPU engines: VLLM_CPU_OMP_THREADS_BIND (`auto`, `nobind`, or core ids like `0-1`). "
         "`nobind` lets several engines share a small machine."
     )
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "priority", description="`priority`: the engine runs waiting requests by priority, then arrival, so batch "
+        "lines (priority 1) wait behind live requests (0); `fcfs`: arrival order only.")
     enforce_eager: bool = Field(True, description="Skip CUDA graph / compile warm-up (faster start, slower decode).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Raw extra vLLM AsyncEngineArgs.")
 

@@ -45,6 +45,7 @@ def engine_args(model: ModelConfig) -> AsyncEngineArgs:
         enable_lora=e.enable_lora,
         max_lora_rank=e.max_lora_rank,
         max_loras=e.max_loras,
+        scheduling_policy=e.scheduling_policy,
         # Structured answers (response_format, channels) in compact JSON: with free whitespace allowed, a
         # model may pad with newlines until max_tokens and never close the object (seen with a small Qwen3).
         structured_outputs_config=StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
@@ -154,7 +155,8 @@ class VLLMEngine(LLMEngine):
             raise InvalidRequestError(str(err)) from None
         completion_tokens, produced = 0, False
         try:
-            async for out in self._engine.generate(engine_input, params, request.request_id, lora_request=lora):
+            async for out in self._engine.generate(engine_input, params, request.request_id, lora_request=lora,
+                                                   priority=request.priority):
                 produced = True
                 deltas = []
                 for seq in out.outputs:

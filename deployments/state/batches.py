@@ -21,12 +21,16 @@ import uuid
 from pathlib import Path
 
 from contracts.config import BatchConfig
+from contracts.errors import ServiceUnavailableError
 from deployments.state.store import RedisStore
 
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+UNAVAILABLE = object()
 
 
 def owner_name(owner: str | None) -> str:
@@ -38,6 +42,14 @@ class BatchStore:
         self.store, self.config = store, config
         self.folder = Path(config.files_dir).expanduser()
         self._renew = store.client.register_script(RENEW) if store.client is not None else None
+
+    async def _read(self, fn):
+        """A read that must not pass an outage off as "not found" (a 404 for a batch that exists)."""
+        result = await self.store.call(fn, default=UNAVAILABLE)
+        if result is UNAVAILABLE:
+            raise ServiceUnavailableError("redis is unavailable: files and batches cannot be read now; try again "
+                                          "shortly")
+        return result
 
     # --- files -------------------------------------------------------------------------------------
 
@@ -63,7 +75,7 @@ class BatchStore:
         return meta
 
     async def get_file(self, owner: str | None, file_id: str) -> dict | None:
-        raw = await self.store.call(lambda r: r.get(self.store.key("file", file_id)))
+        raw = await self._read(lambda r: r.get(self.store.key("file", file_id)))
         meta = json.loads(raw) if raw else None
         return meta if meta and meta["owner"] == owner_name(owner) else None
 
@@ -72,7 +84,7 @@ class BatchStore:
             ids = await r.zrange(self.store.key("files", owner_name(owner)), 0, -1)
             return [await r.get(self.store.key("file", i)) for i in ids]
 
-        return [json.loads(raw) for raw in await self.store.call(read, default=[]) if raw]
+        return [json.loads(raw) for raw in await self._read(read) if raw]
 
     async def delete_file(self, owner: str | None, file_id: str) -> bool:
         if await self.get_file(owner, file_id) is None:
@@ -104,7 +116,7 @@ class BatchStore:
         return bool(await self.store.call(write, default=False))
 
     async def load(self, batch_id: str) -> dict | None:
-        raw = await self.store.call(lambda r: r.get(self.store.key("batch", batch_id)))
+        raw = await self._read(lambda r: r.get(self.store.key("batch", batch_id)))
         return json.loads(raw) if raw else None
 
     async def get_batch(self, owner: str | None, batch_id: str) -> dict | None:
@@ -116,7 +128,7 @@ class BatchStore:
             ids = await r.zrevrange(self.store.key("batches", owner_name(owner)), 0, -1)
             return [await r.get(self.store.key("batch", i)) for i in ids]
 
-        return [json.loads(raw) for raw in await self.store.call(read, default=[]) if raw]
+        return [json.loads(raw) for raw in await self._read(read) if raw]
 
     async def active(self) -> list[str]:
         return sorted(await self.store.call(lambda r: r.smembers(self.store.key("batches", "active")), default=set()))

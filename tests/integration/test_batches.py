@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from tests.integration.helpers import scrape, total, wait_for
+
 CHAT = "/v1/chat/completions"
 
 
@@ -43,7 +45,11 @@ def results(client: openai.OpenAI, file_id: str | None) -> dict[str, dict]:
     return {r["custom_id"] or f"line-without-id-{i}": r for i, r in enumerate(rows)}
 
 
-def test_a_batch_answers_every_line_and_keeps_bad_lines_apart(base_url, user_key, make_key):
+def test_a_batch_answers_every_line_and_keeps_bad_lines_apart(base_url, user_key, make_key, app_config):
+    def lines(outcome: str) -> float:
+        return total(scrape(app_config), "ray_copyserve_batch_lines", endpoint=CHAT, outcome=outcome)
+
+    ok_before, failed_before = lines("ok"), lines("failed")
     client = sdk(base_url, user_key)
     invalid_body = chat_line("bad-body", max_tokens=-1)
     rows = [chat_line("tea-1"), chat_line("tea-2", temperature=0), "{broken", invalid_body,
@@ -57,6 +63,7 @@ def test_a_batch_answers_every_line_and_keeps_bad_lines_apart(base_url, user_key
     assert done.status == "completed" and done.metadata == {"campaign": "tea"}
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (5, 2, 3)
     assert done.in_progress_at and done.completed_at >= done.in_progress_at
+    assert wait_for(lambda: (lines("ok") - ok_before, lines("failed") - failed_before) == (2, 3), 30, every_s=1)
 
     output = results(client, done.output_file_id)
     assert set(output) == {"tea-1", "tea-2"}

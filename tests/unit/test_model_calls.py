@@ -150,3 +150,12 @@ async def test_a_full_queue_refuses_a_stream_before_it_starts():
     with pytest.raises(OverloadedError) as info:
         [item async for item in model_calls.stream(handle, GEN)]
     assert info.value.headers == {"Retry-After": "1"} and handle.generate_stream.calls == 1
+
+
+async def test_calls_made_in_a_batch_context_carry_the_batch_priority():
+    handle = Handle(generate=lambda _: DONE)
+    await model_calls.generate(handle, GEN)
+    with model_calls.priority(model_calls.BATCH_PRIORITY):
+        await model_calls.generate(handle, GEN)
+    await model_calls.generate(handle, GEN)  # the context is left: live priority again
+    assert [call[0].priority for call in handle.generate.calls] == [0, model_calls.BATCH_PRIORITY, 0]
