@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from contracts.errors import (
+    ConflictError,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -96,6 +97,11 @@ class BatchesAPI:
     async def delete_file(self, file_id: str, request: Request):
         key = await self.access.check(request)
         await self._file(owner_of(key), file_id)
+        running = [b["id"] for b in await self.batches.list_batches(owner_of(key))
+                   if b["input_file_id"] == file_id and b["status"] in ("validating", "in_progress", "finalizing")]
+        if running:
+            raise ConflictError(f"file {file_id} is the input of batch {running[0]}, which is still running; delete it "
+                                "once the batch has ended, or cancel the batch first", "file_id")
         if not await self.batches.delete_file(owner_of(key), file_id):
             raise ServiceUnavailableError("redis is unavailable: the file was not deleted; try again")
         return FastJSONResponse({"id": file_id, "object": "file", "deleted": True})

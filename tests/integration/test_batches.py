@@ -127,6 +127,8 @@ def test_a_cancelled_batch_stops_and_keeps_what_it_answered(base_url, user_key):
     rows = [chat_line(f"slow-{i}", model="ecommerce", max_tokens=24) for i in range(40)]
     uploaded = client.files.create(file=("slow.jsonl", jsonl(rows)), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    with pytest.raises(openai.ConflictError, match="still running"):  # its input stays while it runs
+        client.files.delete(uploaded.id)
     client.batches.cancel(batch.id)
     assert client.batches.retrieve(batch.id).status in ("cancelling", "cancelled")
     done = wait_finished(client, batch.id)
