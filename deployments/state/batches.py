@@ -79,12 +79,17 @@ class BatchStore:
         meta = json.loads(raw) if raw else None
         return meta if meta and meta["owner"] == owner_name(owner) else None
 
-    async def list_files(self, owner: str | None) -> list[dict]:
+    async def _owned(self, index: str, record: str, owner: str | None, newest_first: bool) -> list[dict]:
+        """An owner's records through its index (a sorted set by creation time), read in one MGET; ids whose
+        record expired are skipped."""
         async def read(r):
-            ids = await r.zrange(self.store.key("files", owner_name(owner)), 0, -1)
-            return [await r.get(self.store.key("file", i)) for i in ids]
+            ids = await r.zrange(self.store.key(index, owner_name(owner)), 0, -1, desc=newest_first)
+            return await r.mget([self.store.key(record, i) for i in ids]) if ids else []
 
         return [json.loads(raw) for raw in await self._read(read) if raw]
+
+    async def list_files(self, owner: str | None) -> list[dict]:
+        return await self._owned("files", "file", owner, newest_first=False)
 
     async def delete_file(self, owner: str | None, file_id: str) -> bool:
         if await self.get_file(owner, file_id) is None:
@@ -124,11 +129,7 @@ class BatchStore:
         return batch if batch and batch["owner"] == owner_name(owner) else None
 
     async def list_batches(self, owner: str | None) -> list[dict]:
-        async def read(r):
-            ids = await r.zrevrange(self.store.key("batches", owner_name(owner)), 0, -1)
-            return [await r.get(self.store.key("batch", i)) for i in ids]
-
-        return [json.loads(raw) for raw in await self._read(read) if raw]
+        return await self._owned("batches", "batch", owner, newest_first=True)
 
     async def active(self) -> list[str]:
         return sorted(await self.store.call(lambda r: r.smembers(self.store.key("batches", "active")), default=set()))
