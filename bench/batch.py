@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 from compare import bench_config, create_key
-from loadgen import chat_body, closed_loop, summary, unique_product
+from loadgen import chat_body, closed_loop, unique_product
+from stats import distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -132,7 +133,7 @@ def main() -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
-    live_idle, live_busy = summary(idle_live, 1000), summary(batch.pop("interactive_s"), 1000)
+    live_idle, live_busy = distribution(idle_live, 1000), distribution(batch.pop("interactive_s"), 1000)
     result = {"config": str(args.config), "batch_concurrency": config.batch.concurrency, "idle_closed_loop": idle,
               "batch": batch, "interactive_ms": {"idle": live_idle, "during_batch": live_busy}}
     args.out.write_text(json.dumps(result, indent=2))

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import time
 import uuid
 
 import httpx
-from stats import percentile
+from stats import percentile, show
 
 
 def main() -> None:
@@ -48,7 +47,8 @@ def main() -> None:
             print(file=sys.stderr)
     print(f"{'':<14} {'p50':>9} {'p99':>9}   ({args.calls} calls each, {args.max_tokens}-token answers)")
     for name, values in times.items():
-        print(f"{name:<14} {statistics.median(values):>7.2f}ms {percentile(values, 0.99):>7.2f}ms")
+        p50, tail = show(percentile(values, 0.5), '.2f', 'ms'), show(percentile(values, 0.99), '.2f', 'ms')
+        print(f"{name:<14} {p50:>9} {tail:>9}")
 
 
 if __name__ == "__main__":

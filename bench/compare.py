@@ -29,8 +29,9 @@ from pathlib import Path
 import httpx
 import psutil
 from fastapi import FastAPI
-from loadgen import chat_body, closed_loop, latencies, streamed, summary, unique_product
+from loadgen import chat_body, closed_loop, latencies, streamed, unique_product
 from ray import serve
+from stats import distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -85,8 +86,8 @@ def measure_openai(url: str, model: str, args, headers: dict) -> dict:
     """The same measurements on either side, through the OpenAI chat endpoint."""
     path = "/v1/chat/completions"
     samples = asyncio.run(streamed(url, path, lambda: chat_body(model, args.ttft_tokens, True), args.samples, headers))
-    result = {"ttft_ms": summary([s.ttft_s for s in samples], 1000),
-              "decode_tok_per_s": summary([s.decode_tok_per_s for s in samples])}
+    result = {"ttft_ms": distribution([s.ttft_s for s in samples], 1000),
+              "decode_tok_per_s": distribution([s.decode_tok_per_s for s in samples])}
     for clients in args.clients:
         rounds = args.rounds * 2 if clients == 1 else args.rounds
         result[f"closed_{clients}"] = asyncio.run(closed_loop(
@@ -163,8 +164,8 @@ def measure_copy(url: str, industry: str, args, headers: dict) -> dict:
         print(file=sys.stderr)
         hit_body = {"industry": industry, "product": "bench cache hit", "max_tokens": 16, "temperature": 0}
         client.post("/v1/copy", json=hit_body).raise_for_status()  # the miss that fills the cache
-    return {"copy_overhead_ms_postprocess_off": summary(overhead[False]),
-            "copy_overhead_ms_postprocess_on": summary(overhead[True]), "hit_body": hit_body}
+    return {"copy_overhead_ms_postprocess_off": distribution(overhead[False]),
+            "copy_overhead_ms_postprocess_on": distribution(overhead[True]), "hit_body": hit_body}
 
 
 def measure_cheap_paths(url: str, hit_body: dict, samples: int, headers: dict) -> dict:
@@ -175,7 +176,7 @@ def measure_cheap_paths(url: str, hit_body: dict, samples: int, headers: dict) -
         "models": asyncio.run(latencies(url, "GET", "/v1/models", n, headers)),
         "unauthorized": asyncio.run(latencies(url, "GET", "/v1/models", n, {}, expect=401)),
     }
-    return {name: summary(values, 1000) for name, values in cheap.items()}
+    return {name: distribution(values, 1000) for name, values in cheap.items()}
 
 
 def run_graph(args, model_name: str) -> dict:
@@ -218,6 +219,8 @@ def ratio_rows(plain: dict, graph: dict, clients: list[int]) -> list[tuple[str, 
         rows.append((f"closed loop, {c} clients: tokens/s", f"{p:.1f}", f"{g:.1f}", f"{g / p:.2f}x"))
     for q in ("p50", "p90"):
         p, g = plain["ttft_ms"][q], graph["ttft_ms"][q]
+        if p is None or g is None:
+            continue  # too few samples for this percentile
         rows.append((f"1 client streamed: TTFT {q}", f"{p:.0f} ms", f"{g:.0f} ms", f"{g - p:+.0f} ms"))
     p, g = plain["decode_tok_per_s"]["p50"], graph["decode_tok_per_s"]["p50"]
     rows.append(("1 client streamed: decode tokens/s p50", f"{p:.1f}", f"{g:.1f}", f"{g / p:.2f}x"))

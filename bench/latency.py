@@ -16,7 +16,7 @@ import sys
 import time
 
 import httpx
-from stats import percentile
+from stats import percentile, show
 
 PRODUCTS = ["insulated water bottle", "wireless earbuds", "standing desk", "running shoes", "espresso machine",
             "backpack with laptop sleeve", "smart thermostat", "yoga mat"]
@@ -42,7 +42,9 @@ async def one(client: httpx.AsyncClient, i: int, max_tokens: int) -> tuple[float
                 tokens = event["usage"]["completion_tokens"]
             elif event["type"] == "error":
                 raise RuntimeError(event["error"]["message"])
-    return first or 0.0, time.perf_counter() - started, tokens
+    if first is None:
+        raise RuntimeError(f"request {i}: the stream ended without a token")
+    return first, time.perf_counter() - started, tokens
 
 
 async def level(url: str, requests: int, concurrency: int, max_tokens: int) -> dict:
@@ -64,8 +66,8 @@ async def level(url: str, requests: int, concurrency: int, max_tokens: int) -> d
         wall = time.perf_counter() - started
     print(file=sys.stderr)
     ttft, latency, tokens = zip(*results, strict=True)
-    return {"concurrency": concurrency, "requests": requests, "ttft_p50_ms": statistics.median(ttft) * 1000,
-            "latency_p50_s": statistics.median(latency), "latency_p95_s": percentile(list(latency), 0.95),
+    return {"concurrency": concurrency, "requests": requests, "ttft_p50_ms": percentile(list(ttft), 0.5) * 1000,
+            "latency_p50_s": percentile(list(latency), 0.5), "latency_p95_s": percentile(list(latency), 0.95),
             "tokens": sum(tokens), "tok_per_s": sum(tokens) / wall,
             "tok_per_s_per_stream": statistics.median(t / lat for t, lat in zip(tokens, latency, strict=True))}
 
@@ -81,7 +83,7 @@ def main() -> None:
     print(f"{'conc':>4} {'reqs':>4} {'ttft p50':>9} {'lat p50':>8} {'lat p95':>8} {'tok/s':>7} {'tok/s/stream':>12}")
     for r in rows:
         print(f"{r['concurrency']:>4} {r['requests']:>4} {r['ttft_p50_ms']:>7.0f}ms {r['latency_p50_s']:>7.2f}s "
-              f"{r['latency_p95_s']:>7.2f}s {r['tok_per_s']:>7.1f} {r['tok_per_s_per_stream']:>12.1f}")
+              f"{show(r['latency_p95_s'], '.2f', 's'):>8} {r['tok_per_s']:>7.1f} {r['tok_per_s_per_stream']:>12.1f}")
 
 
 if __name__ == "__main__":

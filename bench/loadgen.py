@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
-from stats import percentile
 
 PRODUCTS = ["insulated water bottle", "wireless earbuds", "standing desk", "running shoes", "espresso machine",
             "backpack with laptop sleeve", "smart thermostat", "yoga mat", "index fund", "language course"]
@@ -133,10 +132,6 @@ async def latencies(url: str, method: str, path: str, samples: int, headers: dic
             if i >= 5:
                 results.append(elapsed)
     return results
-
-
-def summary(values: list[float], scale: float = 1.0) -> dict:
-    return {"p50": percentile(values, 0.5) * scale, "p90": percentile(values, 0.9) * scale, "n": len(values)}
 
 
 def progress(what: str, done: float, total: float) -> None:

@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from loadgen import chat_body, closed_loop, streamed, summary
+from loadgen import chat_body, closed_loop, streamed
+from stats import distribution
 
 SCHEMA = {"type": "object", "additionalProperties": False, "required": ["headlines", "descriptions"],
           "properties": {
@@ -41,8 +42,8 @@ def measure(url: str, model: str, args, schema: bool) -> dict:
                                    args.samples, {}))
     loop = asyncio.run(closed_loop(url, "/v1/chat/completions", lambda: body(model, args.max_tokens, False, schema),
                                    args.clients, args.rounds, {}))
-    return {"ttft_ms": summary([s.ttft_s for s in samples], 1000),
-            "decode_tok_per_s": summary([s.decode_tok_per_s for s in samples]),
+    return {"ttft_ms": distribution([s.ttft_s for s in samples], 1000),
+            "decode_tok_per_s": distribution([s.decode_tok_per_s for s in samples]),
             "closed_tok_per_s": loop["tok_per_s"]}
 
 
