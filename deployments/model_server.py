@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from contracts.config import ModelConfig
 from contracts.errors import EngineStoppedError, quiet_client_errors
+from contracts.process import freeze_startup_heap
 from deployments.coalesce import Coalescer
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
@@ -61,6 +62,7 @@ class ModelServer:
         await self.engine.start()
         logger.info("model %s%s ready in %.1fs", model.name, f" with {self.weights.tag}" if self.weights else "",
                     time.monotonic() - started)
+        freeze_startup_heap()
 
     async def generate_stream(self, request: GenerationRequest) -> AsyncIterator[list[Delta] | Completion]:
         """Token deltas (coalesced: see ``deployments/coalesce.py``), then one final Completion with usage and timings.

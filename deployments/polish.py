@@ -12,6 +12,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from contracts.config import PolishConfig
 from contracts.errors import quiet_client_errors
+from contracts.process import freeze_startup_heap
 from deployments import model_calls
 from deployments.generation import GenerationRequest, SamplingOptions
 from deployments.polish_rules import RULES_FILE, Edit, load_compliance, polish_text
@@ -30,6 +31,7 @@ class Polish:
         self.rewriter = (models or {}).get(config.llm_model) if config.mode == "llm" else None
         self._prompts = yaml.safe_load(PROMPT_FILE.read_text(encoding="utf-8"))
         self._env = SandboxedEnvironment()
+        freeze_startup_heap()
 
     def rules_for(self, industry: str | None) -> list:
         return self.compliance.get("all", []) + self.compliance.get(industry or "", [])

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from ray import serve
 
 from contracts.config import SentimentConfig
+from contracts.process import freeze_startup_heap
 from deployments.postprocess import Draft, detect_language
 
 logger = logging.getLogger("copyserve.sentiment")
@@ -95,6 +96,7 @@ class Sentiment:
         self.backend = make_backend(config)
         self.score_batch.set_max_batch_size(config.max_batch_size)
         self.score_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        freeze_startup_heap()
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0)
     async def score_batch(self, items: list[tuple[str, str]]) -> list[float]:

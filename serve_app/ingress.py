@@ -19,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from contracts.config import AppConfig
 from contracts.errors import ConflictError, InvalidRequestError
+from contracts.process import freeze_startup_heap
 from deployments.adapters import AdapterRef, AdapterRegistry, serves_merged
 from deployments.merged_weights import ActiveWeights, PendingRolls
 from deployments.router import Router
@@ -81,6 +82,7 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, BatchesAPI):
         # Without API keys, the Host check stands between this service and any web page (DNS rebinding).
         configure_edge(config.server.max_body_bytes, None if config.auth.enabled else
                        frozenset(h.lower() for h in config.server.allowed_hosts), config.batch.max_file_bytes)
+        freeze_startup_heap()
 
     # --- shared by the endpoint families ---------------------------------------------------------
 
