@@ -45,6 +45,7 @@ class GenerationRequest:
     prompt: str | None = None
     adapter: AdapterRef | None = None
     priority: int = 0  # lower runs first on an engine with priority scheduling; batch lines are BATCH_PRIORITY
+    tools: tuple[dict, ...] | None = None  # OpenAI function definitions, for the chat template
 
     def __post_init__(self):
         if (self.messages is None) == (self.prompt is None):

@@ -32,14 +32,15 @@ class OpenAIAPI:
             history = session["messages"] if session else []
         request_id = request_id_of(request)
         generation = chat_generation(body, request_id, history)
+        fmt = self._formatter("chat", body, request_id)
 
         async def finish(completion: Completion) -> None:
             if body.session_id:
-                reply = {"role": "assistant", "content": completion.texts[0]}
+                reply, _ = fmt.message(completion.texts[0], completion.finish_reasons[0])
                 await self.sessions.save("chat", owner_of(key), body.session_id, {"model": body.model},
                                          [*generation.messages, reply])
 
-        return await self._openai(body, key, generation, self._formatter("chat", body, request_id), finish)
+        return await self._openai(body, key, generation, fmt, finish)
 
     @app.post("/v1/completions")
     async def completions(self, body: CompletionRequest, request: Request):
@@ -53,7 +54,8 @@ class OpenAIAPI:
     def _formatter(kind: str, body, request_id: str) -> OpenAIFormatter:
         return OpenAIFormatter(kind, request_id, include_usage=bool(body.stream_options and
                                                                     body.stream_options.include_usage),
-                               logprobs=body.logprobs_k() is not None)
+                               logprobs=body.logprobs_k() is not None,
+                               tools=body.tool_mode() if kind == "chat" else None)
 
     async def _openai(self, body, key: ApiKey | None, generation: GenerationRequest, fmt: OpenAIFormatter,
                       finish=None):
@@ -84,7 +86,7 @@ class OpenAIAPI:
                         await done(item, reservation)
                         for chunk in fmt.closing_chunks(item):
                             yield chunk
-                    else:
-                        yield fmt.delta_chunk(plan.model, item)
+                    elif (chunk := fmt.delta_chunk(plan.model, item)) is not None:
+                        yield chunk
 
         return await sse_response(events(), fmt.request_id, done_marker=True)

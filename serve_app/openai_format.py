@@ -15,23 +15,26 @@ from deployments.generation import (
     engine_request_id,
 )
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAISampling
+from serve_app.openai_tools import ToolMode, call
 
 
-def _sampling(req: OpenAISampling) -> SamplingOptions:
+def _sampling(req: OpenAISampling, tools: ToolMode | None = None) -> SamplingOptions:
     fmt = req.response_format
+    schema = tools.schema if tools else fmt.json_schema.json_schema if fmt and fmt.type == "json_schema" else None
     return SamplingOptions(
         n=req.n, temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens, seed=req.seed,
         stop=tuple(req.stop), presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-        json_schema=json.dumps(fmt.json_schema.json_schema) if fmt and fmt.type == "json_schema" else None,
+        json_schema=json.dumps(schema) if schema is not None else None,
         json_object=bool(fmt and fmt.type == "json_object"), logprobs=req.logprobs_k(),
     )
 
 
 def chat_generation(req: ChatCompletionRequest, request_id: str, history: list[dict] = ()) -> GenerationRequest:
-    # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
-    messages = tuple(history) + tuple({"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                                      for m in req.messages)
-    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req), messages=messages)
+    mode = req.tool_mode()
+    # The model's chat template sees the tools (templates that know tools describe them to the model).
+    tools = tuple(t.model_dump(exclude_none=True) for t in req.tools) if mode else None
+    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req, mode),
+                             messages=tuple(history) + tuple(m.for_template() for m in req.messages), tools=tools)
 
 
 def completion_generation(req: CompletionRequest, request_id: str) -> GenerationRequest:
@@ -46,8 +49,10 @@ def usage(c: Completion) -> dict:
 class OpenAIFormatter:
     """Builds response objects for one request of either endpoint (``chat`` or ``text`` completions)."""
 
-    def __init__(self, kind: str, request_id: str, include_usage: bool = False, logprobs: bool = False):
-        self.chat, self.request_id = kind == "chat", request_id
+    def __init__(self, kind: str, request_id: str, include_usage: bool = False, logprobs: bool = False,
+                 tools: ToolMode | None = None):
+        self.chat, self.request_id, self.tools = kind == "chat", request_id, tools
+        self._held: dict[int, str] = {}  # "required" tool calls: the text until it is whole
         self.base = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{request_id}",
                      "object": "chat.completion" if self.chat else "text_completion", "created": int(time.time())}
         self.include_usage, self.logprobs = include_usage, logprobs
@@ -60,13 +65,33 @@ class OpenAIFormatter:
         if not self.chat:
             return {"index": index, "text": text, "logprobs": lp, "finish_reason": finish_reason}
         if not streaming:
-            return {"index": index, "message": {"role": "assistant", "content": text},
-                    "logprobs": lp, "finish_reason": finish_reason}
+            message, finish_reason = self.message(text, finish_reason)
+            return {"index": index, "message": message, "logprobs": lp, "finish_reason": finish_reason}
         delta = {"content": text}
         if index not in self._role_sent:
             self._role_sent.add(index)
             delta["role"] = "assistant"
         return {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
+
+    def message(self, text: str, finish_reason: str | None) -> tuple[dict, str | None]:
+        calls = self.tools.calls(text) if self.tools else None
+        if calls is None:
+            return {"role": "assistant", "content": text}, finish_reason
+        # OpenAI's reasons: a forced function ends with "stop", a chosen call with "tool_calls".
+        reason = finish_reason if finish_reason != "stop" or self.tools.function else "tool_calls"
+        return {"role": "assistant", "content": None, "tool_calls": calls}, reason
+
+    def _tool_delta(self, d: Delta) -> dict | None:
+        """A streamed tool call: a named function's arguments as they are written; "required" calls are
+        held until the list is whole (they are known only then), and sent in the closing chunk."""
+        if self.tools.function is None:
+            self._held[d.index] = self._held.get(d.index, "") + d.text
+            return None
+        if d.index not in self._role_sent:
+            self._role_sent.add(d.index)
+            first = call(self.tools.function, d.text)
+            return {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **first}]}
+        return {"tool_calls": [{"index": 0, "function": {"arguments": d.text}}]}
 
     def _logprobs(self, index: int, tokens: Sequence[TokenLogprob]) -> dict:
         """OpenAI's two shapes: ``content`` entries for chat, parallel lists for completions."""
@@ -92,12 +117,32 @@ class OpenAIFormatter:
         obj = "chat.completion.chunk" if self.chat else "text_completion"
         return {**self.base, "object": obj, "model": model, "choices": choices, **extra}
 
-    def delta_chunk(self, model: str, deltas: list[Delta]) -> dict:
+    def delta_chunk(self, model: str, deltas: list[Delta]) -> dict | None:
         # finish_reason goes out in the closing chunk only, where the whole answer is known.
+        if self.tools and self.chat:
+            choices = [{"index": d.index, "delta": delta, "logprobs": self._logprobs(d.index, d.logprobs)
+                        if self.logprobs else None, "finish_reason": None}
+                       for d in deltas if (delta := self._tool_delta(d)) is not None]
+            return self._chunk(model, choices) if choices else None
         return self._chunk(model, [self._choice(d.index, d.text, None, True, d.logprobs) for d in deltas])
 
     def closing_chunks(self, c: Completion) -> list[dict]:
-        chunks = [self._chunk(c.model, [self._choice(i, "", r, True) for i, r in enumerate(c.finish_reasons)])]
+        if self.tools and self.chat:
+            choices = [self._closing_tool_choice(i, r) for i, r in enumerate(c.finish_reasons)]
+        else:
+            choices = [self._choice(i, "", r, True) for i, r in enumerate(c.finish_reasons)]
+        chunks = [self._chunk(c.model, choices)]
         if self.include_usage:
             chunks.append(self._chunk(c.model, [], usage=usage(c)))
         return chunks
+
+    def _closing_tool_choice(self, index: int, finish_reason: str | None) -> dict:
+        if self.tools.function is not None:
+            reason = finish_reason
+            delta = {} if index in self._role_sent else {"role": "assistant", "content": None, "tool_calls": [
+                {"index": 0, **call(self.tools.function, "")}]}
+        else:
+            message, reason = self.message(self._held.pop(index, ""), finish_reason)
+            delta = {**message, "tool_calls": [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]} \
+                if message.get("tool_calls") else message
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}

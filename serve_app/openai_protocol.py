@@ -9,7 +9,13 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolMode
 from serve_app.protocol import ApiRequest, NonBlank, SessionId
+
+_AUTO_REFUSED = ('{what}: the model would choose between text and a call, which needs a tool parser for its '
+                 'output format, and no model here names one. Send tool_choice "required" or '
+                 '{{"type": "function", "function": {{"name": ...}}}}: the call is then written under the '
+                 'functions\' JSON schemas; or "none" for text.')
 
 
 class ContentPart(BaseModel):
@@ -18,12 +24,34 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[ContentPart]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict] | None = Field(None, description="An assistant turn's calls, as this API answered them.")
+    tool_call_id: str | None = Field(None, description="Which call a tool message answers.")
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ChatMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content (only an assistant turn with tool_calls may "
+                             "leave it out)")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id: the id of the call it answers")
+        return self
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+    def for_template(self) -> dict:
+        """The message as chat templates read it; "developer" is OpenAI's newer name for "system"."""
+        message = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.tool_call_id:
+            message["tool_call_id"] = self.tool_call_id
+        return message
 
 
 class StreamOptions(BaseModel):
@@ -83,10 +111,8 @@ class OpenAISampling(ApiRequest):
     logit_bias: dict | None = Field(None, description="Not served yet: 400 unless empty/null.")
     response_format: ResponseFormat | None = Field(
         None, description="Structured output, enforced while the answer is written (vLLM structured outputs).")
-    tools: list | None = Field(None, description="Not served yet: 400 unless empty/null.")
-    tool_choice: str | dict | None = Field(None, description='Not served yet: 400 unless "none"/null.')
 
-    @field_validator("logit_bias", "tools", "tool_choice")
+    @field_validator("logit_bias")
     @classmethod
     def _unserved(cls, value: object, info) -> object:
         if value in (None, False, 0, {}, [], "none"):
@@ -111,10 +137,38 @@ class ChatCompletionRequest(OpenAISampling):
     logprobs: bool | None = Field(False, description="Each answer token's log-probability.")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="And the most likely tokens at each position.")
 
+    tools: list[ChatTool] | None = Field(None, max_length=128, description="Functions the answer may call.")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        None, description='"required" or a named function: the answer is tool calls, written under a JSON schema '
+                          'made from the tools. "auto" is refused (no model here names a tool parser).')
+    parallel_tool_calls: bool | None = Field(None, description='false: at most one call with "required".')
+
     @model_validator(mode="after")
     def _one_budget(self) -> ChatCompletionRequest:
         self.max_tokens = self.max_completion_tokens or self.max_tokens
         return self
+
+    @model_validator(mode="after")
+    def _tools_fit(self) -> ChatCompletionRequest:
+        choice = self.tool_choice
+        if choice in (None, "none"):
+            if self.tools and choice is None:
+                raise ValueError(_AUTO_REFUSED.format(what='tool_choice defaults to "auto" when tools are given'))
+            return self
+        if not self.tools:
+            raise ValueError("tool_choice needs tools: give the functions in tools, or leave tool_choice out")
+        if choice == "auto":
+            raise ValueError(_AUTO_REFUSED.format(what='tool_choice "auto"'))
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in {t.function.name for t in self.tools}:
+            raise ValueError(f"tool_choice names function {choice.function.name!r}, which is not in tools")
+        if self.response_format is not None and self.response_format.type != "text":
+            raise ValueError("tool_choice and response_format both shape the answer: send one of them")
+        if len({t.function.name for t in self.tools}) != len(self.tools):
+            raise ValueError("tools: each function needs its own name")
+        return self
+
+    def tool_mode(self) -> ToolMode | None:
+        return ToolMode.of(self.tools, self.tool_choice, self.parallel_tool_calls)
 
     @field_validator("top_logprobs")
     @classmethod

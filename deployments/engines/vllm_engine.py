@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 from vllm import SamplingParams
@@ -93,8 +94,11 @@ class VLLMEngine(LLMEngine):
         tok_params = TokenizeParams(max_total_tokens=self.max_model_len, add_special_tokens=request.messages is None)
         renderer = self._engine.renderer
         if request.messages is not None:
-            _, (engine_input,) = await renderer.render_chat_async([list(request.messages)], self._chat_params,
-                                                                  tok_params)
+            chat_params = self._chat_params
+            if request.tools:  # templates that know tools describe them to the model
+                chat_params = replace(chat_params, chat_template_kwargs={**chat_params.chat_template_kwargs,
+                                                                         "tools": list(request.tools)})
+            _, (engine_input,) = await renderer.render_chat_async([list(request.messages)], chat_params, tok_params)
         else:
             (engine_input,) = await renderer.render_cmpl_async([{"prompt": request.prompt}], tok_params)
         return engine_input
@@ -171,7 +175,8 @@ class VLLMEngine(LLMEngine):
             if produced:
                 raise
             # vLLM checks some parameters (a structured-output schema) only when the request is added.
-            param = "response_format" if params.structured_outputs else getattr(err, "parameter", None)
+            schema_from = "tools" if request.tools else "response_format"
+            param = schema_from if params.structured_outputs else getattr(err, "parameter", None)
             raise InvalidRequestError(str(err), param) from None
 
     async def abort(self, request_id: str) -> None:

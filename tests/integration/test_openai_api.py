@@ -89,6 +89,48 @@ def test_json_object_and_bad_schemas(oai):
     assert "response_format" in str(err.value) and "not a valid JSON Schema" in str(err.value)
 
 
+def by_sku(name: str) -> dict:
+    return {"type": "function", "function": {"name": name, "description": f"{name} of a product by SKU", "parameters": {
+        "type": "object", "properties": {"sku": {"type": "string", "maxLength": 8}}, "required": ["sku"],
+        "additionalProperties": False}}}
+
+
+@pytest.mark.parametrize("model", ["ecommerce", "finance"])  # a template without tools, and Qwen3's with them
+def test_tool_calls_are_written_under_the_functions_schemas(oai, model):
+    ask = [{"role": "user", "content": "What does SKU A42 cost?"}]
+    tools = [by_sku("get_price"), by_sku("in_stock")]
+    named = {"type": "function", "function": {"name": "get_price"}}
+    r = oai.chat.completions.create(model=model, max_tokens=48, temperature=0, messages=ask, tools=tools,
+                                    tool_choice=named)
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "get_price" and set(json.loads(call.function.arguments)) == {"sku"}
+    assert r.choices[0].message.content is None and r.choices[0].finish_reason == "stop"
+
+    r = oai.chat.completions.create(model=model, max_tokens=48, temperature=0.8, seed=1, messages=ask, tools=tools,
+                                    tool_choice="required", parallel_tool_calls=False)
+    (chosen,) = r.choices[0].message.tool_calls
+    assert chosen.function.name in {"get_price", "in_stock"} and r.choices[0].finish_reason == "tool_calls"
+    assert len(json.loads(chosen.function.arguments)["sku"]) <= 8
+
+    stream = oai.chat.completions.create(model=model, max_tokens=48, temperature=0, messages=ask, tools=tools,
+                                         tool_choice=named, stream=True)
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    assert deltas[0].tool_calls[0].function.name == "get_price"
+    arguments = "".join(tc.function.arguments or "" for d in deltas for tc in d.tool_calls or [])
+    assert arguments == call.function.arguments  # the same call, written as it was decoded
+
+    # The conversation goes on with the call's result.
+    turn = {"role": "assistant", "tool_calls": [{"id": call.id, "type": "function",
+                                                 "function": {"name": "get_price", "arguments": arguments}}]}
+    follow = oai.chat.completions.create(model=model, max_tokens=8, temperature=0, messages=[
+        *ask, turn, {"role": "tool", "tool_call_id": call.id, "content": "19.90 EUR"}])
+    assert follow.choices[0].message.content and follow.choices[0].message.tool_calls is None
+
+    with pytest.raises(BadRequestError) as err:  # the model would have to choose: no tool parser here
+        oai.chat.completions.create(model=model, max_tokens=8, messages=ask, tools=tools)
+    assert 'tool_choice "required"' in str(err.value)
+
+
 def test_logprobs_come_from_the_engine(oai):
     r = oai.chat.completions.create(model="ecommerce", max_tokens=8, temperature=0, logprobs=True, top_logprobs=2,
                                     messages=[{"role": "user", "content": "Name a colour."}])

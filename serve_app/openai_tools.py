@@ -1,0 +1,104 @@
+"""OpenAI function calling on any model, held by construction: the engine writes the call under a JSON
+schema made from the tools (vLLM structured outputs), so the arguments always parse and fit the
+function's parameters, whatever the model's chat template knows of tools.
+
+``tool_choice`` ``{"type": "function", "function": {"name": ...}}`` writes that function's arguments;
+``"required"`` writes a list of ``{"name", "parameters"}`` (one item when ``parallel_tool_calls`` is
+false), the schema vLLM's own server uses for it. ``"auto"`` (the model decides between text and a
+call) needs a tool parser for the model's output format, which no model of this service names yet,
+so it is refused with what to send instead.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, Field, field_validator
+
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+NO_PARAMETERS = {"type": "object", "properties": {}}
+
+
+class FunctionDefinition(BaseModel):
+    name: str = Field(..., pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict | None = Field(None, description="A JSON Schema for the arguments.")
+    strict: bool | None = Field(None, description="Accepted; the arguments always follow the schema here.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_schema(cls, schema: dict | None) -> dict | None:
+        if schema is not None:
+            try:
+                Draft202012Validator.check_schema(schema)
+            except SchemaError as err:
+                where = "/".join(str(p) for p in err.path) or "the top level"
+                raise ValueError(f"parameters is not a valid JSON Schema at {where}: {err.message}") from None
+        return schema
+
+
+class ChatTool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    name: str = Field(..., pattern=FUNCTION_NAME)
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: FunctionName
+
+
+@dataclass(frozen=True)
+class ToolMode:
+    """How this request's answer becomes tool calls: one named function, or a list (``required``)."""
+
+    function: str | None  # the named function; None for "required"
+    schema: dict
+
+    @classmethod
+    def of(cls, tools: list[ChatTool] | None, choice, parallel: bool | None) -> ToolMode | None:
+        """None when the answer is text (no tools, or tool_choice "none"). The request is validated already."""
+        if not tools or choice in (None, "none"):
+            return None
+        by_name = {t.function.name: t.function.parameters or NO_PARAMETERS for t in tools}
+        if isinstance(choice, NamedToolChoice):
+            return cls(choice.function.name, by_name[choice.function.name])
+        call = [{"type": "object", "additionalProperties": False, "required": ["name", "parameters"],
+                 "properties": {"name": {"type": "string", "enum": [name]}, "parameters": params}}
+                for name, params in by_name.items()]
+        schema = {"type": "array", "minItems": 1, "items": {"anyOf": call}}
+        if parallel is False:
+            schema["maxItems"] = 1
+        return cls(None, schema)
+
+    def calls(self, text: str) -> list[dict] | None:
+        """The tool calls in a finished answer; None when it is not the JSON the schema asked for (the
+        token budget ran out mid-call), so the text is returned as content instead."""
+        if self.function is not None:
+            return [call(self.function, text)] if _parses(text) else None
+        try:
+            items = json.loads(text)
+        except ValueError:
+            return None
+        return [call(item["name"], json.dumps(item["parameters"], ensure_ascii=False)) for item in items]
+
+
+def call(name: str, arguments: str) -> dict:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": name, "arguments": arguments}}
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
