@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
 
+from pydantic_core import from_json
 from ray.serve.handle import DeploymentHandle
 
 from contracts.config import QualityConfig
@@ -185,7 +186,7 @@ class CopyPipeline:
                      received: float) -> AsyncIterator[dict]:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
-            completion = None
+            completion, progress = None, FieldProgress() if plan.channel else None
             async for item in model_calls.stream(self.streaming[plan.route.model],
                                                  self.generation(body, plan, request_id, number)):
                 if isinstance(item, Completion):
@@ -193,6 +194,8 @@ class CopyPipeline:
                 else:
                     for d in item:
                         yield {"type": "delta", "attempt": number, "index": d.index, "text": d.text}
+                        if progress and (fields := progress.add(d.index, d.text)) is not None:
+                            yield {"type": "fields", "attempt": number, "index": d.index, "fields": fields}
             attempts.append(await self.postprocess(completion, plan, body.postprocess))
             if self.accepted(attempts[-1], plan, body.postprocess):
                 break
@@ -251,3 +254,23 @@ def set_value(fields: dict, f: ChannelField, j: int, text: str) -> None:
         fields[f.name][j] = text
     else:
         fields[f.name] = text
+
+
+class FieldProgress:
+    """A channel stream's fields as far as the engine has written them: the JSON so far, read with its
+    last string left open (pydantic-core's partial mode), per answer; None while nothing new is readable."""
+
+    def __init__(self):
+        self.text: dict[int, str] = {}
+        self.sent: dict[int, dict] = {}
+
+    def add(self, index: int, text: str) -> dict | None:
+        self.text[index] = self.text.get(index, "") + text
+        try:
+            fields = from_json(self.text[index], allow_partial="trailing-strings")
+        except ValueError:
+            return None
+        if not isinstance(fields, dict) or fields == self.sent.get(index, {}):
+            return None
+        self.sent[index] = fields
+        return fields

@@ -46,7 +46,7 @@ def test_every_field_holds_its_limit_by_construction(client, industry, channel, 
         assert body["text"]
 
 
-def test_a_stream_ends_with_the_fields(client):
+def test_a_stream_shows_its_fields_as_written_and_ends_with_them(client):
     with client.stream("POST", "/v1/copy", json={"industry": "ecommerce", "product": "yoga mat", "channel": "email",
                                                  "stream": True, "temperature": 0, "cache": False}) as r:
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
@@ -54,6 +54,10 @@ def test_a_stream_ends_with_the_fields(client):
     assert final["type"] == "final" and final["channel"] == "email" and not within_limits("email", final["fields"])
     raw = "".join(e["text"] for e in events if e["type"] == "delta")
     assert set(json.loads(raw)) == {"subject", "preheader"}  # the deltas are the JSON as the engine wrote it
+    progress = [e["fields"] for e in events if e["type"] == "fields"]  # the fields as far as written
+    assert len(progress) > 1 and progress[-1] == json.loads(raw)
+    assert all(len(progress[i]) <= len(progress[i + 1]) for i in range(len(progress) - 1))
+    assert progress[0]["subject"] in json.loads(raw)["subject"]  # begun, then grown
 
 
 @pytest.mark.parametrize("body, status, param, says", [

@@ -10,7 +10,7 @@ from deployments.generation import Completion, Delta, GenerationRequest
 from deployments.polish import Polish
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan
-from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline
+from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline, FieldProgress
 from serve_app.protocol import CopyRequest, CopyResponse
 from tests.fakes import FakeMethod
 
@@ -286,3 +286,15 @@ def test_cache_material_only_for_reproducible_requests():
     assert CopyPipeline.cache_material(copy_request(temperature=0, session_id="s1"), plan) is None
     assert CopyPipeline.cache_material(copy_request(cache=True), plan) is not None
     assert CopyPipeline.cache_material(copy_request(temperature=0, postprocess=False), plan) != greedy
+
+
+def test_field_progress_reads_the_fields_as_far_as_written_per_answer():
+    progress = FieldProgress()
+    pieces = ['{"head', 'lines": ["Run ', 'far', '"], "desc', 'riptions": ["Light \\u00', 'e9tui"]}']
+    seen = [progress.add(0, piece) for piece in pieces]
+    assert seen == [None, {"headlines": ["Run "]}, {"headlines": ["Run far"]}, None,
+                    {"headlines": ["Run far"], "descriptions": ["Light "]}, {"headlines": ["Run far"],
+                                                                            "descriptions": ["Light étui"]}]
+    assert progress.add(1, '{"headlines": ["Other"') == {"headlines": ["Other"]}  # each answer its own
+    assert progress.add(0, " ") is None  # nothing new to read
+
