@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolMode
+from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolMode, checked_schema
 from serve_app.protocol import ApiRequest, NonBlank, SessionId
 
 _AUTO_REFUSED = ('{what}: the model would choose between text and a call, which needs a tool parser for its '
@@ -69,12 +67,7 @@ class JsonSchemaFormat(BaseModel):
     @field_validator("json_schema")
     @classmethod
     def _valid_schema(cls, schema: dict) -> dict:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as err:
-            where = "/".join(str(p) for p in err.path) or "the top level"
-            raise ValueError(f"the schema is not a valid JSON Schema at {where}: {err.message}") from None
-        return schema
+        return checked_schema(schema, "the schema")
 
 
 class ResponseFormat(BaseModel):

@@ -33,13 +33,17 @@ class FunctionDefinition(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _valid_schema(cls, schema: dict | None) -> dict | None:
-        if schema is not None:
-            try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError as err:
-                where = "/".join(str(p) for p in err.path) or "the top level"
-                raise ValueError(f"parameters is not a valid JSON Schema at {where}: {err.message}") from None
-        return schema
+        return schema if schema is None else checked_schema(schema, "parameters")
+
+
+def checked_schema(schema: dict, what: str) -> dict:
+    """The schema, when it is valid JSON Schema; else a ValueError saying where it is not."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as err:
+        where = "/".join(str(p) for p in err.path) or "the top level"
+        raise ValueError(f"{what} is not a valid JSON Schema at {where}: {err.message}") from None
+    return schema
 
 
 class ChatTool(BaseModel):
