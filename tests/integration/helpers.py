@@ -57,6 +57,7 @@ class SteadyLoad:
         self.body = body if callable(body) else (lambda _: body)
         self.outcomes: Counter = Counter()
         self.failures: list[str] = []
+        self.failed_from: list[float] = []  # when each failed request was sent (time.monotonic())
         self.answers: list[dict] = []  # every whole answer: its body, the answer and its X-Cache
         self._sent = 0
         self.workers = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(clients)]
@@ -68,7 +69,7 @@ class SteadyLoad:
     def _run(self, stream: bool) -> None:
         kind = "stream" if stream else "whole"
         while not self.stop.is_set():
-            body = self._next_body()
+            body, sent = self._next_body(), time.monotonic()
             try:
                 if stream:
                     with self.client.stream("POST", "/v1/copy", json={**body, "stream": True}) as r:
@@ -87,6 +88,7 @@ class SteadyLoad:
             self.outcomes[(kind, ok)] += 1
             if not ok:
                 self.failures.append(f"{kind}: {detail}")
+                self.failed_from.append(sent)
 
     def __enter__(self):
         for w in self.workers:
