@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolMode, checked_schema
+from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolCall, ToolMode, checked_schema
 from serve_app.protocol import ApiRequest, NonBlank, SessionId
 
 _AUTO_REFUSED = ('{what}: the model would choose between text and a call, which needs a tool parser for its '
@@ -25,7 +25,7 @@ class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[dict] | None = Field(None, description="An assistant turn's calls, as this API answered them.")
+    tool_calls: list[ToolCall] | None = Field(None, max_length=128, description="An assistant turn's calls.")
     tool_call_id: str | None = Field(None, description="Which call a tool message answers.")
 
     @model_validator(mode="after")
@@ -33,6 +33,8 @@ class ChatMessage(BaseModel):
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             raise ValueError(f"a {self.role} message needs content (only an assistant turn with tool_calls may "
                              "leave it out)")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message carries tool_calls")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs tool_call_id: the id of the call it answers")
         return self
@@ -46,7 +48,7 @@ class ChatMessage(BaseModel):
         """The message as chat templates read it; "developer" is OpenAI's newer name for "system"."""
         message = {"role": "system" if self.role == "developer" else self.role, "content": self.text()}
         if self.tool_calls:
-            message["tool_calls"] = self.tool_calls
+            message["tool_calls"] = [c.model_dump() for c in self.tool_calls]
         if self.tool_call_id:
             message["tool_call_id"] = self.tool_call_id
         return message

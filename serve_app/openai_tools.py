@@ -46,6 +46,19 @@ def checked_schema(schema: dict, what: str) -> dict:
     return schema
 
 
+class FunctionCall(BaseModel):
+    name: str = Field(..., pattern=FUNCTION_NAME)
+    arguments: str = Field(..., description="The arguments as a JSON text, as this API answered them.")
+
+
+class ToolCall(BaseModel):
+    """A call of an earlier assistant turn, sent back with the conversation."""
+
+    id: str = Field(..., min_length=1, max_length=128)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatTool(BaseModel):
     type: Literal["function"]
     function: FunctionDefinition
@@ -90,9 +103,9 @@ class ToolMode:
             return [call(self.function, text)] if _parses(text) else None
         try:
             items = json.loads(text)
-        except ValueError:
+            return [call(item["name"], json.dumps(item["parameters"], ensure_ascii=False)) for item in items] or None
+        except (ValueError, TypeError, KeyError):  # not the list of calls the schema describes
             return None
-        return [call(item["name"], json.dumps(item["parameters"], ensure_ascii=False)) for item in items]
 
 
 def call(name: str, arguments: str) -> dict:

@@ -95,6 +95,12 @@ def test_required_calls_answer_each_call_and_finish_with_tool_calls():
     assert len({c["id"] for c in calls}) == 2
 
 
+@pytest.mark.parametrize("text", ['{"name": "get_price"}', "[]", '["get_price"]', '[{"name": "get_price"}]', "42"])
+def test_anything_but_a_list_of_calls_comes_back_as_text(text):
+    choice = formatter(tools=[PRICE], tool_choice="required").response(completion(text))["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": text} and choice["finish_reason"] == "stop"
+
+
 def test_a_call_cut_by_the_token_budget_comes_back_as_text():
     choice = formatter(tools=[PRICE], tool_choice="required").response(completion('[{"name": "get_pr', "length"))
     assert choice["choices"][0]["message"] == {"role": "assistant", "content": '[{"name": "get_pr'}
@@ -133,3 +139,6 @@ def test_a_conversation_carries_calls_and_their_results_to_the_template():
     assert sent[2] == {"role": "tool", "content": "19.90 EUR", "tool_call_id": "call_1"}
     assert "tool_call_id" in refusal(messages=[{"role": "tool", "content": "19.90 EUR"}])
     assert "needs content" in refusal(messages=[{"role": "user"}])
+    no_arguments = {"id": "c", "function": {"name": "f"}}
+    assert "arguments" in refusal(messages=[{"role": "assistant", "tool_calls": [no_arguments]}])
+    assert "only an assistant" in refusal(messages=[{"role": "user", "content": "x", "tool_calls": [call]}])
