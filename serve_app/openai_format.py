@@ -74,6 +74,7 @@ class OpenAIFormatter:
         return {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish_reason}
 
     def message(self, text: str, finish_reason: str | None) -> tuple[dict, str | None]:
+        """A finished answer as an assistant turn: its text, or the tool calls it wrote; and its finish reason."""
         calls = self.tools.calls(text) if self.tools else None
         if calls is None:
             return {"role": "assistant", "content": text}, finish_reason
