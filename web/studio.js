@@ -208,8 +208,7 @@ function showPlacement(response) {
   if (!channel) return $("placement").replaceChildren();
   $("placement").dataset.channel = channel.id;
   const rows = channel.fields.flatMap((f) => {
-    const written = response.fields[f.name];  // mid-stream, a field not begun yet is missing
-    const values = written === undefined ? [] : Array.isArray(written) ? written : [written];
+    const values = Array.isArray(response.fields[f.name]) ? response.fields[f.name] : [response.fields[f.name]];
     return values.map((value, i) => {
       const row = document.createElement("div");
       row.className = "slot";
@@ -279,7 +278,6 @@ async function run(path, body, request) {
   showMessage("");
   running = { controller: new AbortController(), started: performance.now(), firstTokenMs: null };
   $("result").hidden = true;
-  showPlacement({ channel: null });
   $("ttft").textContent = "";
   renderMarkdown("");
   setState("streaming", "Writing…");
@@ -295,8 +293,6 @@ async function run(path, body, request) {
         }
         text += event.text;
         renderMarkdown(text);
-      } else if (event.type === "fields") {
-        if (event.index === 0) showPlacement({ channel: body.channel, fields: event.fields });  // live, as written
       } else if (event.type === "retry") {
         text = "";
         setState("streaming", `Below the quality bar (sentiment ${event.sentiment_score}); writing again…`);
