@@ -1,12 +1,15 @@
-"""Who may call, and how much: Bearer API keys with roles, and per-key rate limits."""
+"""Who may call, and how much: Bearer API keys with roles, and per-key rate limits; and the FastAPI
+dependencies that routes declare (``caller``, ``admin``, ``docs_reader``) instead of checking by hand."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from contracts import metrics
 from contracts.config import AuthConfig
@@ -121,3 +124,49 @@ class AccessControl:
 def owner_of(key: ApiKey | None) -> str | None:
     """Whose sessions and usage a request reaches: its key's (None when auth is off)."""
     return key.id if key else None
+
+
+# --- route dependencies ---------------------------------------------------------------------------
+# A router declares its family's check once (``APIRouter(dependencies=[Depends(caller)])``); a handler that
+# needs the key also takes ``key: Caller``. FastAPI caches a dependency per request: one check, one admission.
+
+
+@dataclass
+class Gate:
+    """The ingress replica's access control, set by its __init__ (``install``): one ingress replica runs per
+    process, and Serve serves a copy of the FastAPI app, so ``app.state`` is not the place (as ``http.EDGE``)."""
+
+    access: AccessControl | None = None
+    public_docs: bool = False  # server.public_docs, or API keys off
+
+
+GATE = Gate()
+
+
+def install(access: AccessControl, public_docs: bool) -> None:
+    GATE.access, GATE.public_docs = access, public_docs
+
+
+def _access() -> AccessControl:
+    if GATE.access is None:  # Serve routes requests only to a constructed replica
+        raise ServiceUnavailableError("this ingress replica is still starting; try again")
+    return GATE.access
+
+
+async def caller(request: Request) -> ApiKey | None:
+    """Any valid key (None when auth is off): 401, 429 or 503 otherwise."""
+    return await _access().check(request)
+
+
+async def admin(request: Request) -> ApiKey | None:
+    """An admin key: 403 for a user key, and as ``caller`` otherwise."""
+    return await _access().check(request, admin=True)
+
+
+async def docs_reader(request: Request) -> None:
+    """/openapi.json names every model and route: open only with ``public_docs``, else any key."""
+    if not GATE.public_docs:
+        await caller(request)
+
+
+Caller = Annotated[ApiKey | None, Depends(caller)]

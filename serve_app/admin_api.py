@@ -1,18 +1,23 @@
 """Admin endpoints of the ingress (a mixin of ``Ingress``): live routes, adapters, merged weights,
-API keys. Reading is open to any key; changing needs an admin key."""
+API keys. Reading needs any key; changing, and listing keys, an admin key."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import Request
+from fastapi import APIRouter, Depends
 
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from deployments.adapters import serves_merged
 from deployments.model_server import deployment_name
 from serve_app import serve_control, weights_roll
-from serve_app.api_app import app
+from serve_app.access import Caller, admin, caller
 from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUpdateRequest, WeightsRequest
+
+# Reading needs any key; changing, and reading keys, an admin key. One of the two per route, never both:
+# that would check, and count, a request twice.
+keyed = APIRouter(dependencies=[Depends(caller)])
+admin_only = APIRouter(dependencies=[Depends(admin)])
 
 
 class AdminAPI:
@@ -21,9 +26,8 @@ class AdminAPI:
 
     # --- admin: live routes ----------------------------------------------------------------------
 
-    @app.get("/v1/routes")
-    async def list_routes(self, request: Request):
-        await self.access.check(request)
+    @keyed.get("/v1/routes")
+    async def list_routes(self):
         live = await self.router.live_routes()
         data = []
         for route in await self.router.routes():
@@ -33,9 +37,8 @@ class AdminAPI:
                                                    "weight": 1.0}]})
         return {"object": "list", "data": data}
 
-    @app.put("/v1/routes/{industry}")
-    async def set_route(self, industry: str, body: RouteUpdateRequest, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.put("/v1/routes/{industry}")
+    async def set_route(self, industry: str, body: RouteUpdateRequest):
         known = {r["industry"] for r in await self.router.routes()}
         if industry not in known:
             raise NotFoundError(f"no route {industry!r}; routes: {', '.join(sorted(known))}", "industry")
@@ -49,9 +52,8 @@ class AdminAPI:
             raise ServiceUnavailableError("the route table (redis) is unavailable; nothing changed")
         return {"industry": industry, "variants": variants}
 
-    @app.delete("/v1/routes/{industry}")
-    async def reset_route(self, industry: str, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.delete("/v1/routes/{industry}")
+    async def reset_route(self, industry: str):
         removed = await self.live_routes.delete(industry)
         if removed is None:
             raise ServiceUnavailableError("the route table (redis) is unavailable")
@@ -59,29 +61,25 @@ class AdminAPI:
 
     # --- admin: LoRA adapters ------------------------------------------------------------------
 
-    @app.post("/v1/adapters", status_code=201)
-    async def register_adapter(self, body: AdapterRegisterRequest, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.post("/v1/adapters", status_code=201)
+    async def register_adapter(self, body: AdapterRegisterRequest):
         if body.base_model not in self.models:
             raise NotFoundError(f"no model {body.base_model!r}; models: {', '.join(self.models)}", "base_model")
         adapter = await self.adapters.register(body.name, self.config.model(body.base_model), body.path,
                                                self.config.server.adapter_roots)
         return adapter.public()
 
-    @app.get("/v1/adapters")
-    async def list_adapters(self, request: Request):
-        key = await self.access.check(request)
+    @keyed.get("/v1/adapters")
+    async def list_adapters(self, key: Caller):
         admin = key is None or key.role == "admin"
         return {"object": "list", "data": [a.public(admin) for a in await self.adapters.list()]}
 
-    @app.get("/v1/adapters/{name}")
-    async def get_adapter(self, name: str, request: Request):
-        key = await self.access.check(request)
+    @keyed.get("/v1/adapters/{name}")
+    async def get_adapter(self, name: str, key: Caller):
         return (await self.adapters.require(name)).public(key is None or key.role == "admin")
 
-    @app.delete("/v1/adapters/{name}")
-    async def delete_adapter(self, name: str, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.delete("/v1/adapters/{name}")
+    async def delete_adapter(self, name: str):
         if users := await self._adapter_users(name):
             raise ConflictError(f"adapter {name!r} is in use by {'; '.join(users)}: point those elsewhere first "
                                 "(PUT /v1/routes/..., PUT /v1/models/.../weights)", "name")
@@ -101,10 +99,9 @@ class AdminAPI:
 
     # --- admin: merged weights (GPT-J) ----------------------------------------------------------
 
-    @app.put("/v1/models/{model}/weights", status_code=202)
-    async def set_weights(self, model: str, body: WeightsRequest, request: Request):
+    @admin_only.put("/v1/models/{model}/weights", status_code=202)
+    async def set_weights(self, model: str, body: WeightsRequest):
         """Roll a model's replicas onto a merged adapter (or back to base), one drained replica at a time."""
-        await self.access.check(request, admin=True)
         target = self._model_config(model)
         if not serves_merged(target):
             raise InvalidRequestError(f"model {model} applies LoRA adapters per request: name the adapter on "
@@ -142,9 +139,8 @@ class AdminAPI:
         return {"model": model, "adapter": ref.tag if ref else None, "status": "rolling",
                 "watch": f"GET /v1/models/{model}/weights"}
 
-    @app.get("/v1/models/{model}/weights")
-    async def get_weights(self, model: str, request: Request):
-        await self.access.check(request)
+    @keyed.get("/v1/models/{model}/weights")
+    async def get_weights(self, model: str):
         self._model_config(model)
         active = await self.active_weights.get(model)
         status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
@@ -158,17 +154,15 @@ class AdminAPI:
 
     # --- admin: API keys ---------------------------------------------------------------------
 
-    @app.get("/v1/keys")
-    async def list_keys(self, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.get("/v1/keys")
+    async def list_keys(self):
         keys = await self.keys.list()
         if keys is None:
             raise ServiceUnavailableError("the key store (redis) is unavailable")
         return {"object": "list", "data": [k.public() for k in keys]}
 
-    @app.post("/v1/keys", status_code=201)
-    async def create_key(self, body: KeyCreateRequest, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.post("/v1/keys", status_code=201)
+    async def create_key(self, body: KeyCreateRequest):
         try:
             key, secret = await self.keys.create(body.role, body.name, body.requests_per_window,
                                                  body.tokens_per_window)
@@ -176,9 +170,8 @@ class AdminAPI:
             raise ServiceUnavailableError(str(err)) from None
         return {**key.public(), "key": secret}
 
-    @app.delete("/v1/keys/{key_id}")
-    async def revoke_key(self, key_id: str, request: Request):
-        await self.access.check(request, admin=True)
+    @admin_only.delete("/v1/keys/{key_id}")
+    async def revoke_key(self, key_id: str):
         revoked = await self.keys.revoke(key_id)
         if revoked is None:
             raise ServiceUnavailableError("the key store (redis) is unavailable")

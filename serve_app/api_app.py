@@ -1,5 +1,6 @@
 """The FastAPI app under the Serve ingress: error handlers, request context, the studio's assets.
-Route handlers live on the ingress (``ingress.py``) and its admin mixin (``admin_api.py``)."""
+Route handlers live on the ingress's mixins, one APIRouter per family carrying who may call it (``access.py``),
+included on this app in ``ingress.py``."""
 
 from __future__ import annotations
 

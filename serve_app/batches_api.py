@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import partial
 from typing import Annotated
 
 import orjson
-from fastapi import File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
@@ -22,14 +23,15 @@ from contracts.errors import (
     to_error_body,
 )
 from deployments import model_calls
-from serve_app.access import owner_of
-from serve_app.api_app import app
+from serve_app.access import Caller, caller, owner_of
 from serve_app.batch_runner import COMPLETION_WINDOW_S, ENDPOINTS, parse_lines
 from serve_app.http import FastJSONResponse, internal_request, validation_error
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.protocol import CopyRequest
 
 PRIVATE = ("owner", "key_id")  # kept in Redis, never shown
+
+router = APIRouter(dependencies=[Depends(caller)])
 
 
 class BatchRequest(BaseModel):
@@ -51,10 +53,8 @@ def public(record: dict) -> dict:
 class BatchesAPI:
     """Uses the ingress's state: access, batches (``BatchStore``), config."""
 
-    @app.post("/v1/files")
-    async def upload_file(self, request: Request, file: Annotated[UploadFile, File()],
-                          purpose: Annotated[str, Form()]):
-        key = await self.access.check(request)
+    @router.post("/v1/files")
+    async def upload_file(self, key: Caller, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]):
         if purpose != "batch":
             raise InvalidRequestError(f"purpose {purpose!r} is not served here: upload batch input files with "
                                       "purpose 'batch'", "purpose")
@@ -72,20 +72,17 @@ class BatchesAPI:
             raise ServiceUnavailableError("redis is unavailable: the file was not stored; try again")
         return FastJSONResponse(public(meta))
 
-    @app.get("/v1/files")
-    async def list_files(self, request: Request):
-        key = await self.access.check(request)
+    @router.get("/v1/files")
+    async def list_files(self, key: Caller):
         return FastJSONResponse({"object": "list", "data": [public(f) for f in
                                                             await self.batches.list_files(owner_of(key))]})
 
-    @app.get("/v1/files/{file_id}")
-    async def get_file(self, file_id: str, request: Request):
-        key = await self.access.check(request)
+    @router.get("/v1/files/{file_id}")
+    async def get_file(self, file_id: str, key: Caller):
         return FastJSONResponse(public(await self._file(owner_of(key), file_id)))
 
-    @app.get("/v1/files/{file_id}/content")
-    async def file_content(self, file_id: str, request: Request):
-        key = await self.access.check(request)
+    @router.get("/v1/files/{file_id}/content")
+    async def file_content(self, file_id: str, key: Caller):
         meta = await self._file(owner_of(key), file_id)
         try:
             data = self.batches.path(meta["id"]).read_bytes()
@@ -93,9 +90,8 @@ class BatchesAPI:
             raise NotFoundError(f"the content of file {file_id} is gone from the file store", "file_id") from None
         return Response(data, media_type="application/jsonl")
 
-    @app.delete("/v1/files/{file_id}")
-    async def delete_file(self, file_id: str, request: Request):
-        key = await self.access.check(request)
+    @router.delete("/v1/files/{file_id}")
+    async def delete_file(self, file_id: str, key: Caller):
         await self._file(owner_of(key), file_id)
         running = [b["id"] for b in await self.batches.list_batches(owner_of(key))
                    if b["input_file_id"] == file_id and b["status"] in ("validating", "in_progress", "finalizing")]
@@ -112,9 +108,8 @@ class BatchesAPI:
             raise NotFoundError(f"no file {file_id!r} for this key", "file_id")
         return meta
 
-    @app.post("/v1/batches")
-    async def create_batch(self, body: BatchRequest, request: Request):
-        key = await self.access.check(request)
+    @router.post("/v1/batches")
+    async def create_batch(self, body: BatchRequest, key: Caller):
         if body.endpoint not in ENDPOINTS:
             raise InvalidRequestError(f"endpoint {body.endpoint!r} cannot be batched; use one of "
                                       f"{', '.join(ENDPOINTS)}", "endpoint")
@@ -145,9 +140,8 @@ class BatchesAPI:
             raise ServiceUnavailableError("redis is unavailable: the batch was not created; try again")
         return FastJSONResponse(public(record))
 
-    @app.get("/v1/batches")
-    async def list_batches(self, request: Request, limit: int = 20, after: str | None = None):
-        key = await self.access.check(request)
+    @router.get("/v1/batches")
+    async def list_batches(self, key: Caller, limit: int = 20, after: str | None = None):
         if not 1 <= limit <= 100:
             raise InvalidRequestError("limit must be between 1 and 100", "limit")
         batches = [await self._view(b) for b in await self.batches.list_batches(owner_of(key))]
@@ -158,14 +152,12 @@ class BatchesAPI:
         return FastJSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                                  "last_id": page[-1]["id"] if page else None, "has_more": len(batches) > limit})
 
-    @app.get("/v1/batches/{batch_id}")
-    async def get_batch(self, batch_id: str, request: Request):
-        key = await self.access.check(request)
+    @router.get("/v1/batches/{batch_id}")
+    async def get_batch(self, batch_id: str, key: Caller):
         return FastJSONResponse(await self._view(await self._batch(owner_of(key), batch_id)))
 
-    @app.post("/v1/batches/{batch_id}/cancel")
-    async def cancel_batch(self, batch_id: str, request: Request):
-        key = await self.access.check(request)
+    @router.post("/v1/batches/{batch_id}/cancel")
+    async def cancel_batch(self, batch_id: str, key: Caller):
         batch = await self._batch(owner_of(key), batch_id)
         if batch["status"] in ("validating", "in_progress"):
             await self.batches.cancel(batch_id)
@@ -189,9 +181,11 @@ class BatchesAPI:
     async def _run_batch_line(self, endpoint: str, body: dict, key, request_id: str) -> tuple[int, dict, float]:
         """One batch line through its endpoint's own handler: the same validation, messages, cache and token
         reservation as over HTTP. Returns the status, the body and, for a 429, how long to wait."""
+        # The line's key was checked when the batch was created: it is handed to the handlers as their `key`
+        # dependency would be, or, for /v1/copy (which checks by hand), in internal_request for the check.
         model, handler = {"/v1/copy": (CopyRequest, self.copy),
-                          "/v1/chat/completions": (ChatCompletionRequest, self.chat_completions),
-                          "/v1/completions": (CompletionRequest, self.completions)}[endpoint]
+                          "/v1/chat/completions": (ChatCompletionRequest, partial(self.chat_completions, key=key)),
+                          "/v1/completions": (CompletionRequest, partial(self.completions, key=key))}[endpoint]
         try:
             parsed = model.model_validate(body)
         except ValidationError as err:

@@ -9,13 +9,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from contracts import metrics
 from deployments.state.keys import ApiKey
-from serve_app.access import owner_of
-from serve_app.api_app import app
+from serve_app.access import Caller, owner_of
 from serve_app.http import FastJSONResponse, request_id_of, sse_response
 from serve_app.protocol import CopyRequest, CopyResponse, RevisionRequest
 
@@ -24,14 +23,19 @@ def server_timing(cache_s: float) -> dict[str, str]:
     return {"Server-Timing": f"cache;dur={cache_s * 1000:.2f}"} if cache_s else {}
 
 
+# No router-wide dependency: /v1/copy checks its key itself (below), so each route declares its own.
+router = APIRouter()
+
+
 class CopyAPI:
     """Uses the ingress's state: access, pipeline, cache, and its adapter and merged-weights lookups."""
 
-    @app.post("/v1/copy", response_model=CopyResponse)
+    @router.post("/v1/copy", response_model=CopyResponse)
     async def copy(self, body: CopyRequest, request: Request):
         received, request_id = time.monotonic(), request_id_of(request)
-        # The key check and the route lookup are independent Redis round trips: one wait, not two. A bad key
-        # still answers 401 before a bad request's 400.
+        # The key check and the route lookup are independent Redis round trips: one wait, not two. So this is
+        # the one route that calls the check by hand: FastAPI solves dependencies one after another. A bad key
+        # still answers 401 before a bad request's 400. (A batch line's key comes in its internal_request.)
         key, plan = await asyncio.gather(self.access.check(request), self.pipeline.plan(body), return_exceptions=True)
         for outcome in (key, plan):
             if isinstance(outcome, BaseException):
@@ -64,9 +68,8 @@ class CopyAPI:
 
         return await self._run(body, plan, key, request_id, received, finish, lambda: cache_s)
 
-    @app.post("/v1/copy/revise", response_model=CopyResponse)
-    async def revise(self, body: RevisionRequest, request: Request):
-        key = await self.access.check(request)
+    @router.post("/v1/copy/revise", response_model=CopyResponse)
+    async def revise(self, body: RevisionRequest, request: Request, key: Caller):
         received, request_id = time.monotonic(), request_id_of(request)
         plan = await self.pipeline.plan_revision(body, owner_of(key))
 

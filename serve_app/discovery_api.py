@@ -6,45 +6,48 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import Request
+from fastapi import APIRouter, Depends
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse
 from ray.serve.handle import DeploymentHandle
 
 from contracts.errors import InvalidRequestError, NotFoundError
 from deployments.channels import catalogue
-from serve_app.api_app import STUDIO_HEADERS, WEB_DIR, app
+from serve_app.access import Caller, caller, docs_reader
+from serve_app.api_app import STUDIO_HEADERS, WEB_DIR
 from serve_app.http import FastJSONResponse
 
 HEALTH_TIMEOUT_S = 5.0
+
+# The studio page, the docs page and health (load balancers have no key) are open; /openapi.json is open with
+# server.public_docs (``docs_reader``); the rest of the family needs a key.
+public = APIRouter()
+router = APIRouter(dependencies=[Depends(caller)])
 
 
 class DiscoveryAPI:
     """Uses the ingress's state: access, router, adapters, models, redis, config, ``_openapi``, ``_public_docs``."""
 
-    @app.get("/", include_in_schema=False)
+    @public.get("/", include_in_schema=False)
     async def studio(self):
         page = WEB_DIR / "index.html"
         if not page.is_file():
             raise NotFoundError(f"the web studio is not installed here ({page} is missing); the API is under /v1")
         return FileResponse(page, headers=STUDIO_HEADERS)
 
-    @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_document(self, request: Request):
-        if not self._public_docs:
-            await self.access.check(request)
+    @public.get("/openapi.json", include_in_schema=False, dependencies=[Depends(docs_reader)])
+    async def openapi_document(self):
         return FastJSONResponse(self._openapi)
 
-    @app.get("/docs", include_in_schema=False)
+    @public.get("/docs", include_in_schema=False)
     async def docs(self):
         if not self._public_docs:
             raise NotFoundError("the API docs page is off while API keys are on (server.public_docs: false): "
                                 "GET /openapi.json with your key instead")
         return get_swagger_ui_html(openapi_url="/openapi.json", title="copyserve API")
 
-    @app.get("/v1/models")
-    async def list_models(self, request: Request):
-        await self.access.check(request)
+    @router.get("/v1/models")
+    async def list_models(self):
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "copyserve",
                  "copyserve": {"kind": "model"}} for name in self.models]
@@ -59,21 +62,19 @@ class DiscoveryAPI:
                                                                 "adapter_kind": a.kind}})
         return FastJSONResponse({"object": "list", "data": data})
 
-    @app.get("/v1/channels")
-    async def list_channels(self, request: Request):
+    @router.get("/v1/channels")
+    async def list_channels(self):
         """Where copy can run: each channel's fields, their limits and units, and where the limits come from."""
-        await self.access.check(request)
         return {"object": "list", "data": [c.public() for c in catalogue().values()]}
 
-    @app.get("/v1/usage")
-    async def key_usage(self, request: Request):
+    @router.get("/v1/usage")
+    async def key_usage(self, key: Caller):
         """The calling key's own requests and tokens in the current rate-limit window, by model and adapter."""
-        key = await self.access.check(request)
         if key is None:
             raise InvalidRequestError("usage is kept per API key, and API keys are off here (auth.enabled: false)")
         return await self.access.usage(key)
 
-    @app.get("/healthz")
+    @public.get("/healthz")
     async def healthz(self):
         async def probe(name: str, handle: DeploymentHandle) -> tuple[str, dict]:
             try:

@@ -1,6 +1,7 @@
 """The FastAPI ingress, the one HTTP deployment: HTTP only. It validates requests and hands them to the
 copy pipeline or, for the OpenAI API, to the routed ModelServer; it shapes JSON and SSE answers and
-maps errors. Each endpoint family is a mixin in its own module:
+maps errors. Each endpoint family is a mixin in its own module, its routes on an APIRouter that declares
+who may call them (the dependencies in access.py):
 
     copy_api.py       /v1/copy, /v1/copy/revise
     openai_api.py     /v1/chat/completions, /v1/completions (wire format: openai_format.py)
@@ -30,7 +31,7 @@ from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app import weights_roll
+from serve_app import access, admin_api, batches_api, copy_api, discovery_api, openai_api, weights_roll
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
 from serve_app.api_app import app
@@ -42,6 +43,12 @@ from serve_app.discovery_api import DiscoveryAPI
 from serve_app.http import configure_edge
 from serve_app.openai_api import OpenAIAPI
 from serve_app.openapi_doc import live_openapi
+
+# Each family's router carries its access dependency (``access.caller``, ``admin``, ``docs_reader``). Included
+# before serve.ingress below, which turns the app's routes into methods of the ingress.
+for family in (admin_api.keyed, admin_api.admin_only, batches_api.router, copy_api.router, discovery_api.public,
+               discovery_api.router, openai_api.router):
+    app.include_router(family)
 
 
 @serve.ingress(app)
@@ -79,6 +86,7 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, BatchesAPI):
             self._batch_runner = asyncio.get_running_loop().create_task(runner.run())
         self._openapi = live_openapi(app.openapi, config)  # names this config's industries and models
         self._public_docs = config.server.public_docs or not config.auth.enabled
+        access.install(self.access, self._public_docs)  # for the routes' dependencies
         # Without API keys, the Host check stands between this service and any web page (DNS rebinding).
         configure_edge(config.server.max_body_bytes, None if config.auth.enabled else
                        frozenset(h.lower() for h in config.server.allowed_hosts), config.batch.max_file_bytes)

@@ -8,24 +8,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 
 from deployments import model_calls
 from deployments.generation import Completion, GenerationRequest
 from deployments.state.keys import ApiKey
-from serve_app.access import owner_of
-from serve_app.api_app import app
+from serve_app.access import Caller, caller, owner_of
 from serve_app.http import request_id_of, sse_response
 from serve_app.openai_format import OpenAIFormatter, chat_generation, completion_generation, usage
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
+
+router = APIRouter(dependencies=[Depends(caller)])
 
 
 class OpenAIAPI:
     """Uses the ingress's state: access, router, sessions, models, streaming handles, config, ``_adapter``."""
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(self, body: ChatCompletionRequest, request: Request):
-        key = await self.access.check(request)
+    @router.post("/v1/chat/completions")
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request, key: Caller):
         history = []
         if body.session_id:
             session = await self.sessions.load("chat", owner_of(key), body.session_id)
@@ -42,9 +42,8 @@ class OpenAIAPI:
 
         return await self._openai(body, key, generation, fmt, finish)
 
-    @app.post("/v1/completions")
-    async def completions(self, body: CompletionRequest, request: Request):
-        key = await self.access.check(request)
+    @router.post("/v1/completions")
+    async def completions(self, body: CompletionRequest, request: Request, key: Caller):
         request_id = request_id_of(request)
         generation = completion_generation(body, request_id)
 

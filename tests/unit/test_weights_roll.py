@@ -187,14 +187,13 @@ class Api(Admin):
         self.pending_rolls = Pending()
         merged = Adapter("tutor", SOLO, REF.path, 1, 4, 0.0, {}, kind="merged")
         self.adapters = SimpleNamespace(require=lambda _name: asyncio.sleep(0, merged))
-        self.access = SimpleNamespace(check=lambda *_a, **_k: asyncio.sleep(0))
 
 
 async def test_activation_waits_for_a_roll_in_progress(monkeypatch, config):
     Controller(monkeypatch, config, [status("UPDATING", RUNNING=2)])
     api = Api(config)
     with pytest.raises(ConflictError, match="rolling or scaling"):
-        await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
+        await api.set_weights(SOLO, WeightsRequest(adapter="tutor"))
     assert api.active_weights.active == {} and api.active_weights.claimed == set()
 
 
@@ -203,7 +202,7 @@ async def test_a_failed_roll_can_be_rolled_back(monkeypatch, config, state):
     control = Controller(monkeypatch, config, [status(state, RUNNING=1)])
     api = Api(config)
     api.active_weights.active[SOLO] = REF  # the version that broke the deployment
-    answer = await api.set_weights(SOLO, WeightsRequest(adapter=None), None)
+    answer = await api.set_weights(SOLO, WeightsRequest(adapter=None))
     assert answer["status"] == "rolling" and api.active_weights.active == {SOLO: None}
     assert len(control.deployed) == 1 and SOLO in api.pending_rolls.rolls
 
@@ -211,10 +210,10 @@ async def test_a_failed_roll_can_be_rolled_back(monkeypatch, config, state):
 async def test_one_weights_change_at_a_time(monkeypatch, config):
     Controller(monkeypatch, config, [status("HEALTHY", RUNNING=1)])
     api = Api(config)
-    await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
+    await api.set_weights(SOLO, WeightsRequest(adapter="tutor"))
     # Right after a deploy the controller may still say HEALTHY: the claim, not the status, refuses.
     with pytest.raises(ConflictError, match="being applied"):
-        await api.set_weights(SOLO, WeightsRequest(adapter=None), None)
+        await api.set_weights(SOLO, WeightsRequest(adapter=None))
     assert api.active_weights.active == {SOLO: REF}
 
 
@@ -227,5 +226,5 @@ async def test_a_refused_deploy_leaves_the_active_weights_as_they_were(monkeypat
     monkeypatch.setattr(serve_control, "deploy", refuse)
     api = Api(config)
     with pytest.raises(ConflictError, match="cannot roll tiny-gptj: the controller refused it"):
-        await api.set_weights(SOLO, WeightsRequest(adapter="tutor"), None)
+        await api.set_weights(SOLO, WeightsRequest(adapter="tutor"))
     assert api.active_weights.active == {SOLO: None} and api.active_weights.claimed == set()
