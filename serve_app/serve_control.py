@@ -121,6 +121,15 @@ def deployment_status(app_name: str) -> dict[str, dict[str, Any]]:
             for name, d in app.deployments.items()}
 
 
+def running_since(app_name: str, deployment: str, since_s: float) -> int:
+    """How many of a deployment's replicas run and were started at or after ``since_s`` (epoch seconds):
+    after a deploy that changed the deployment's version, the replicas that run the new one. (A controller
+    that restarted reports its recovery time as every replica's start: then old ones count too.)"""
+    app = _client().get_serve_details().get("applications", {}).get(app_name) or {}
+    replicas = (app.get("deployments", {}).get(deployment) or {}).get("replicas", [])
+    return sum(_plain(r["state"]) == "RUNNING" and r.get("start_time_s", 0) >= since_s for r in replicas)
+
+
 def _plain(value: Any) -> Any:
     """Serve's status enums as their plain string values."""
     return getattr(value, "value", value)

@@ -90,12 +90,19 @@ class Settler:
             if status.get("status") != "HEALTHY":
                 self._seen_rolling.add(since)
             age = time.time() - roll_.deployed_at
-            done = status.get("status") == "HEALTHY" and status.get("replicas") == {"RUNNING": roll_.count + 1}
-            if done and (since in self._seen_rolling or age > SETTLE_GRACE_S):
+            settled = status.get("status") == "HEALTHY" and status.get("replicas") == {"RUNNING": roll_.count + 1}
+            if (settled and (since in self._seen_rolling or age > SETTLE_GRACE_S)) or await self._enough_new(roll_):
                 await self._drain(roll_)
             elif age > SURGE_SETTLE_TIMEOUT_S and await self.pending.take(roll_):
                 logger.warning("%s: the roll did not finish in %ds; it keeps %d replicas", roll_.model,
                                SURGE_SETTLE_TIMEOUT_S, roll_.count + 1)
+
+    async def _enough_new(self, roll_: PendingRoll) -> bool:
+        """Serve rolls every replica of the raised count, so the last one it starts would be drained as soon
+        as it ran: once ``count`` replicas run the new weights, draining now stops that start (or spares it)."""
+        fresh = await asyncio.to_thread(serve_control.running_since, self.config.server.app_name,
+                                        deployment_name(roll_.model), roll_.deployed_at)
+        return fresh >= roll_.count
 
     async def _drain(self, roll_: PendingRoll) -> None:
         if not await self.pending.take(roll_):

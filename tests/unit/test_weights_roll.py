@@ -34,11 +34,14 @@ class Admin(AdminAPI):
 class Controller:
     """serve_control's calls, on a config held in memory; statuses play in order."""
 
-    def __init__(self, monkeypatch, config, statuses=()):
+    def __init__(self, monkeypatch, config, statuses=(), fresh=()):
         self.running, self.deployed, self.statuses = build_serve_config(config), [], list(statuses)
+        self.fresh = list(fresh)  # replicas running the new weights, one figure per look (0 when none left)
         monkeypatch.setattr(serve_control, "deployed_config", lambda: self.running)
         monkeypatch.setattr(serve_control, "deploy", self.deploy)
         monkeypatch.setattr(serve_control, "deployment_status", lambda _app: self.statuses.pop(0))
+        monkeypatch.setattr(serve_control, "running_since",
+                            lambda _app, _deployment, _since: self.fresh.pop(0) if self.fresh else 0)
         monkeypatch.setattr(weights_roll, "SETTLE_POLL_S", 0)
 
     def deploy(self, config):
@@ -91,6 +94,22 @@ async def test_the_extra_replica_is_drained_only_when_every_replica_runs_the_new
     surged, settled = control.deployed
     assert control.spec(settled, SOLO)["num_replicas"] == 1
     assert control.spec(settled, SOLO)["ray_actor_options"] == control.spec(surged, SOLO)["ray_actor_options"]
+
+
+async def test_the_extra_start_is_spared_once_the_count_runs_the_new_weights(monkeypatch, config):
+    # Serve rolls all count + 1 replicas; the last start would only be drained. Two old replicas, a third
+    # new one, then a second new one running (Serve stops the last old one and starts a third new one).
+    rolling = {f"model-{PAIR}": {"status": "UPDATING", "replicas": {"RUNNING": 3}}}
+    control = Controller(monkeypatch, config, [rolling] * 3, fresh=[0, 1, 2])
+    pending = Pending()
+    await weights_roll.start(config, PAIR, REF, pending)
+    settler = weights_roll.Settler(config, pending)
+    for _ in range(2):
+        await settler.step()
+    assert len(control.deployed) == 1 and pending.rolls  # one new replica of two: the roll goes on
+    await settler.step()
+    surged, settled = control.deployed
+    assert control.spec(settled, PAIR)["num_replicas"] == 2 and pending.rolls == {}
 
 
 async def test_any_ingress_replica_finishes_a_roll_and_only_one_drains(monkeypatch, config):
