@@ -38,7 +38,7 @@ class PacedEngine(LLMEngine):
                 queue.put_nowait(None)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineStep]:
-        budget = request.sampling.max_tokens or self.model.default_max_tokens
+        budget = request.sampling.max_tokens  # resolved by the request layer (its to_sampling)
         n = request.sampling.n
         self.queues[request.request_id] = queue = asyncio.Queue()
         try:

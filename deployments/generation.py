@@ -16,14 +16,19 @@ def engine_request_id(request_id: str, attempt: int = 1) -> str:
     return f"{request_id}-{attempt}-{secrets.token_hex(6)}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SamplingOptions:
-    """Engine-neutral sampling knobs; the engine turns them into its own (validated) type."""
+    """Engine-neutral sampling knobs; the engine turns them into its own (validated) type.
+
+    temperature, top_p and max_tokens have no default here: they are policy, and each caller owns its own
+    (an HTTP request model's ``to_sampling``, with the model's or the plan's budget; Polish's rewrite), so
+    nothing below the request layer, the engine included, can quietly pick a second one. The defaults left
+    are the "off" values of optional features."""
 
     n: int = 1
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int | None = None
+    temperature: float
+    top_p: float
+    max_tokens: int
     seed: int | None = None
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
@@ -32,7 +37,9 @@ class SamplingOptions:
     json_schema: str | None = None
     json_object: bool = False
     logprobs: int | None = None  # None: none; k: each chosen token's log-probability and the k most likely
-    fit_max_tokens: bool = False  # max_tokens is a ceiling to fit in the context, not a request to refuse
+    # max_tokens is a ceiling to fit in the context (the engine cuts it to the room the prompt leaves): set for
+    # a default budget and for a channel's answer; otherwise a max_tokens that does not fit is refused.
+    fit_max_tokens: bool = False
 
 
 @dataclass(frozen=True)

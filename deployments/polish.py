@@ -40,8 +40,9 @@ class Polish:
         prompt = self._prompts[draft.language]
         messages = ({"role": "system", "content": prompt["system"]},
                     {"role": "user", "content": self._env.from_string(prompt["user"]).render(text=draft.text)})
-        request = GenerationRequest(request_id=f"polish-{uuid.uuid4().hex[:16]}", messages=messages,
-                                    sampling=SamplingOptions(temperature=0, max_tokens=self.config.llm_max_tokens))
+        # Greedy (top_p then changes nothing): a rewrite should be the model's one best clean-up, not a variation.
+        sampling = SamplingOptions(temperature=0, top_p=1.0, max_tokens=self.config.llm_max_tokens)
+        request = GenerationRequest(request_id=f"polish-{uuid.uuid4().hex[:16]}", messages=messages, sampling=sampling)
         completion = await model_calls.generate(self.rewriter, request)
         text = completion.texts[0].strip()
         return (text, completion.finish_reasons[0]) if text else (draft.text, draft.finish_reason)

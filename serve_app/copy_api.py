@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from contracts import metrics
+from deployments.generation import SamplingOptions
 from deployments.state.keys import ApiKey
 from serve_app.access import Caller, owner_of
 from serve_app.http import FastJSONResponse, request_id_of, sse_response
@@ -44,7 +45,9 @@ class CopyAPI:
         if adapter:
             plan = replace(plan, adapter=await self._adapter(adapter, plan.route.model))
         weights = await self._merged_weights(plan.route.model)
-        material = self.pipeline.cache_material(body, plan, weights)
+        # Resolved once: the cache key, the token reservation and the engine read the same sampling.
+        sampling = self.pipeline.sampling(body, plan)
+        material = self.pipeline.cache_material(body, plan, sampling, weights)
         cache_key = self.cache.key(material) if material else None
         cache_s = 0.0  # time spent in Redis for the cache, sent as Server-Timing
         if cache_key and "no-cache" not in request.headers.get("cache-control", "").lower():
@@ -66,7 +69,7 @@ class CopyAPI:
                 await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
             metrics.record_copy(payload, "miss" if cache_key else "off", time.monotonic() - received)
 
-        return await self._run(body, plan, key, request_id, received, finish, lambda: cache_s)
+        return await self._run(body, plan, sampling, key, request_id, received, finish, lambda: cache_s)
 
     @router.post("/v1/copy/revise", response_model=CopyResponse)
     async def revise(self, body: RevisionRequest, request: Request, key: Caller):
@@ -77,12 +80,12 @@ class CopyAPI:
             await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
             metrics.record_copy(payload, "off", time.monotonic() - received)
 
-        return await self._run(body, plan, key, request_id, received, finish)
+        return await self._run(body, plan, self.pipeline.sampling(body, plan), key, request_id, received, finish)
 
-    async def _run(self, body, plan, key: ApiKey | None, request_id: str, received: float, finish,
-                   cache_s=lambda: 0.0) -> Response:
+    async def _run(self, body, plan, sampling: SamplingOptions, key: ApiKey | None, request_id: str, received: float,
+                   finish, cache_s=lambda: 0.0) -> Response:
         """Generate (whole or streamed) under a token reservation of ``n × max_tokens``, settled at the end."""
-        reserve = body.n * (body.max_tokens or plan.max_tokens)
+        reserve = sampling.n * sampling.max_tokens
 
         async def done(payload: dict, reservation) -> None:
             await self.access.settle(reservation, payload["usage"], payload["model"], payload["adapter"])
@@ -90,13 +93,13 @@ class CopyAPI:
 
         if not body.stream:
             async with self.access.metered(key, reserve) as reservation:
-                payload = await self.pipeline.run(body, plan, request_id, received)
+                payload = await self.pipeline.run(body, plan, sampling, request_id, received)
                 await done(payload, reservation)
             return FastJSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
 
         async def events():
             async with self.access.metered(key, reserve) as reservation:
-                async for event in self.pipeline.stream(body, plan, request_id, received):
+                async for event in self.pipeline.stream(body, plan, sampling, request_id, received):
                     if event["type"] == "final":
                         await done({k: v for k, v in event.items() if k != "type"}, reservation)
                     yield event

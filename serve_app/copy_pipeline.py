@@ -82,33 +82,40 @@ class CopyPipeline:
         await self.sessions.save("copy", owner, session_id, meta, messages)
 
     @staticmethod
-    def cache_material(body: CopyRequest, plan: CopyPlan, weights: str | None = None) -> str | None:
-        """What the cache key is made of, or None when this answer must not be cached."""
-        cacheable = body.cache if body.cache is not None else (body.temperature == 0 or body.seed is not None)
+    def sampling(body: CopySampling, plan: CopyPlan) -> SamplingOptions:
+        """The request's sampling, resolved once per request against the plan's budget; with a channel the
+        engine writes its fields as JSON, and the budget is a ceiling to fit in the context."""
+        sampling = body.to_sampling(plan.max_tokens)
+        if plan.channel:
+            sampling = replace(sampling, json_schema=json.dumps(plan.channel.json_schema(plan.language)),
+                               fit_max_tokens=True)
+        return sampling
+
+    @staticmethod
+    def cache_material(body: CopyRequest, plan: CopyPlan, sampling: SamplingOptions,
+                       weights: str | None = None) -> str | None:
+        """What the cache key is made of, or None when this answer must not be cached. ``sampling`` is the
+        request's resolved one (``sampling()``), the one the engine gets."""
+        cacheable = body.cache if body.cache is not None else (sampling.temperature == 0 or sampling.seed is not None)
         if not cacheable or body.session_id:
             return None
-        sampling = {"n": body.n, "temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
-                    "max_tokens": body.max_tokens or plan.max_tokens}
+        # The knobs a copy request sets; a channel's JSON shape is in `quality` (its id) and the messages.
+        chosen = {name: getattr(sampling, name) for name in ("n", "temperature", "top_p", "seed", "max_tokens")}
         # name@version of the LoRA or merged adapter: a new version never hits old copy
         adapter = plan.adapter.tag if plan.adapter else weights
         quality = {**plan.quality.model_dump(), "channel": plan.channel.id if plan.channel else None}
-        return cache_key_material(plan.route.industry, plan.route.model, adapter, plan.messages, sampling,
+        return cache_key_material(plan.route.industry, plan.route.model, adapter, plan.messages, chosen,
                                   body.postprocess, quality)
 
     @staticmethod
-    def generation(body: CopySampling, plan: CopyPlan, request_id: str, attempt: int) -> GenerationRequest:
-        seed, temperature = body.seed, body.temperature
+    def generation(sampling: SamplingOptions, plan: CopyPlan, request_id: str, attempt: int) -> GenerationRequest:
+        """An attempt of the request: the first as resolved; a retry with another seed, and warm enough
+        that the seed matters."""
         if attempt > 1:
-            seed = (seed if seed is not None else random.randrange(2**31)) + attempt
-            temperature = max(temperature, RETRY_MIN_TEMPERATURE)
-        shape = {}
-        if plan.channel:  # the engine writes the channel's fields as JSON, each within its ceiling
-            shape = {"json_schema": json.dumps(plan.channel.json_schema(plan.language)), "fit_max_tokens": True}
-        return GenerationRequest(
-            request_id=engine_request_id(request_id, attempt), messages=tuple(plan.messages),
-            adapter=plan.adapter,
-            sampling=SamplingOptions(n=body.n, temperature=temperature, top_p=body.top_p, seed=seed,
-                                     max_tokens=body.max_tokens or plan.max_tokens, **shape))
+            seed = (sampling.seed if sampling.seed is not None else random.randrange(2**31)) + attempt
+            sampling = replace(sampling, seed=seed, temperature=max(sampling.temperature, RETRY_MIN_TEMPERATURE))
+        return GenerationRequest(request_id=engine_request_id(request_id, attempt), messages=tuple(plan.messages),
+                                 adapter=plan.adapter, sampling=sampling)
 
     async def postprocess(self, completion: Completion, plan: CopyPlan, enabled: bool) -> Attempt:
         if plan.channel:
@@ -172,23 +179,24 @@ class CopyPipeline:
         floor = plan.quality.sentiment_floor
         return not enabled or floor is None or attempt.score >= floor
 
-    async def run(self, body: CopySampling, plan: CopyPlan, request_id: str, received: float) -> dict:
+    async def run(self, body: CopySampling, plan: CopyPlan, sampling: SamplingOptions, request_id: str,
+                  received: float) -> dict:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
             completion = await model_calls.generate(self.models[plan.route.model],
-                                                    self.generation(body, plan, request_id, number))
+                                                    self.generation(sampling, plan, request_id, number))
             attempts.append(await self.postprocess(completion, plan, body.postprocess))
             if self.accepted(attempts[-1], plan, body.postprocess):
                 break
         return self.response(body, plan, attempts, request_id, received)
 
-    async def stream(self, body: CopySampling, plan: CopyPlan, request_id: str,
+    async def stream(self, body: CopySampling, plan: CopyPlan, sampling: SamplingOptions, request_id: str,
                      received: float) -> AsyncIterator[dict]:
         attempts: list[Attempt] = []
         for number in range(1, plan.quality.max_retries + 2):
             completion, progress = None, FieldProgress() if plan.channel else None
             async for item in model_calls.stream(self.streaming[plan.route.model],
-                                                 self.generation(body, plan, request_id, number)):
+                                                 self.generation(sampling, plan, request_id, number)):
                 if isinstance(item, Completion):
                     completion = item
                 else:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from fastapi import APIRouter, Depends, Request
@@ -31,23 +31,22 @@ class OpenAIAPI:
             session = await self.sessions.load("chat", owner_of(key), body.session_id)
             history = session["messages"] if session else []
         request_id = request_id_of(request)
-        generation = chat_generation(body, request_id, history)
         fmt = self._formatter("chat", body, request_id)
 
-        async def finish(completion: Completion) -> None:
+        async def finish(generation: GenerationRequest, completion: Completion) -> None:
             if body.session_id:
                 reply, _ = fmt.message(completion.texts[0], completion.finish_reasons[0])
                 await self.sessions.save("chat", owner_of(key), body.session_id, {"model": body.model},
                                          [*generation.messages, reply])
 
-        return await self._openai(body, key, generation, fmt, finish)
+        return await self._openai(body, key, lambda default: chat_generation(body, request_id, default, history),
+                                  fmt, finish)
 
     @router.post("/v1/completions")
     async def completions(self, body: CompletionRequest, request: Request, key: Caller):
         request_id = request_id_of(request)
-        generation = completion_generation(body, request_id)
-
-        return await self._openai(body, key, generation, self._formatter("text", body, request_id))
+        return await self._openai(body, key, lambda default: completion_generation(body, request_id, default),
+                                  self._formatter("text", body, request_id))
 
     @staticmethod
     def _formatter(kind: str, body, request_id: str) -> OpenAIFormatter:
@@ -56,21 +55,24 @@ class OpenAIAPI:
                                logprobs=body.logprobs_k() is not None,
                                tools=body.tool_mode() if kind == "chat" else None)
 
-    async def _openai(self, body, key: ApiKey | None, generation: GenerationRequest, fmt: OpenAIFormatter,
-                      finish=None):
+    async def _openai(self, body, key: ApiKey | None, build: Callable[[int], GenerationRequest],
+                      fmt: OpenAIFormatter, finish=None):
+        """``build`` makes the engine request given the serving model's ``default_max_tokens`` (known once the
+        model is): the reservation and the engine then read the same resolved sampling."""
         # `model` may name an adapter too: "<route or model>:<adapter>".
         target, _, adapter_name = body.model.partition(":")
         plan = await self.router.resolve(target)
+        generation = build(self.config.model(plan.model).default_max_tokens)
         adapter_name = adapter_name or plan.adapter
         if adapter_name:
             generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))
-        reserve = body.n * (body.max_tokens or self.config.model(plan.model).default_max_tokens)
+        reserve = generation.sampling.n * generation.sampling.max_tokens
 
         async def done(completion: Completion, reservation) -> None:
             await self.access.settle(reservation, usage(completion), completion.model,
                                      generation.adapter.tag if generation.adapter else completion.weights)
             if finish is not None:
-                await finish(completion)
+                await finish(generation, completion)
 
         if not body.stream:
             async with self.access.metered(key, reserve) as reservation:

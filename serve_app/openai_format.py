@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
-from deployments.generation import (
-    Completion,
-    Delta,
-    GenerationRequest,
-    SamplingOptions,
-    TokenLogprob,
-    engine_request_id,
-)
-from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAISampling
+from deployments.generation import Completion, Delta, GenerationRequest, TokenLogprob, engine_request_id
+from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.openai_tools import ToolMode, call
 
 
-def _sampling(req: OpenAISampling, tools: ToolMode | None = None) -> SamplingOptions:
-    fmt = req.response_format
-    schema = tools.schema if tools else fmt.json_schema.json_schema if fmt and fmt.type == "json_schema" else None
-    return SamplingOptions(
-        n=req.n, temperature=req.temperature, top_p=req.top_p, max_tokens=req.max_tokens, seed=req.seed,
-        stop=tuple(req.stop), presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-        json_schema=json.dumps(schema) if schema is not None else None,
-        json_object=bool(fmt and fmt.type == "json_object"), logprobs=req.logprobs_k(),
-    )
-
-
-def chat_generation(req: ChatCompletionRequest, request_id: str, history: list[dict] = ()) -> GenerationRequest:
-    mode = req.tool_mode()
+def chat_generation(req: ChatCompletionRequest, request_id: str, default_max_tokens: int,
+                    history: list[dict] = ()) -> GenerationRequest:
+    """``default_max_tokens``: the serving model's, for a request without max_tokens (``to_sampling``)."""
     # The model's chat template sees the tools (templates that know tools describe them to the model).
-    tools = tuple(t.model_dump(exclude_none=True) for t in req.tools) if mode else None
-    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req, mode),
+    tools = tuple(t.model_dump(exclude_none=True) for t in req.tools) if req.tool_mode() else None
+    return GenerationRequest(request_id=engine_request_id(request_id), sampling=req.to_sampling(default_max_tokens),
                              messages=tuple(history) + tuple(m.for_template() for m in req.messages), tools=tools)
 
 
-def completion_generation(req: CompletionRequest, request_id: str) -> GenerationRequest:
-    return GenerationRequest(request_id=engine_request_id(request_id), sampling=_sampling(req), prompt=req.prompt)
+def completion_generation(req: CompletionRequest, request_id: str, default_max_tokens: int) -> GenerationRequest:
+    return GenerationRequest(request_id=engine_request_id(request_id), sampling=req.to_sampling(default_max_tokens),
+                             prompt=req.prompt)
 
 
 def usage(c: Completion) -> dict:

@@ -3,10 +3,12 @@ clients send, what copyserve serves of them and what it refuses by name."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deployments.generation import SamplingOptions
 from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolCall, ToolMode, checked_schema
 from serve_app.protocol import ApiRequest, NonBlank, SessionId
 
@@ -124,6 +126,28 @@ class OpenAISampling(ApiRequest):
             raise ValueError("stop takes a string or a list of up to 4 non-empty strings")
         return stops
 
+    def to_sampling(self, default_max_tokens: int) -> SamplingOptions:
+        """This request's sampling, its defaults resolved here and only here (as vLLM's ``to_sampling_params``):
+        the token reservation and the engine read this one result. Without max_tokens the answer may have the
+        model's ``default_max_tokens``, cut to what the context leaves (as the engine always did); a
+        max_tokens the client sent is a request, refused when it does not fit."""
+        fmt, schema = self.response_format, self.answer_schema()
+        return SamplingOptions(
+            n=self.n, temperature=self.temperature, top_p=self.top_p,
+            max_tokens=self.max_tokens or default_max_tokens, fit_max_tokens=self.max_tokens is None,
+            seed=self.seed, stop=tuple(self.stop), presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty, json_schema=json.dumps(schema) if schema is not None else None,
+            json_object=bool(fmt and fmt.type == "json_object"), logprobs=self.logprobs_k())
+
+    def answer_schema(self) -> dict | None:
+        """The JSON schema the answer is written under, if any."""
+        fmt = self.response_format
+        return fmt.json_schema.json_schema if fmt and fmt.type == "json_schema" else None
+
+    def logprobs_k(self) -> int | None:
+        """None: no log-probabilities; k: each token's and the k most likely (each endpoint has its own fields)."""
+        return None
+
 
 class ChatCompletionRequest(OpenAISampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
@@ -165,6 +189,10 @@ class ChatCompletionRequest(OpenAISampling):
     def tool_mode(self) -> ToolMode | None:
         return ToolMode.of(self.tools, self.tool_choice, self.parallel_tool_calls)
 
+    def answer_schema(self) -> dict | None:
+        mode = self.tool_mode()  # forced tool calls are written under the tools' schema
+        return mode.schema if mode else super().answer_schema()
+
     @field_validator("top_logprobs")
     @classmethod
     def _needs_logprobs(cls, top: int | None, info) -> int | None:
@@ -178,7 +206,7 @@ class ChatCompletionRequest(OpenAISampling):
 
 class CompletionRequest(OpenAISampling):
     prompt: str | list[str] = Field(..., description="One prompt (a list of exactly one is accepted).")
-    temperature: float = Field(1.0, ge=0, le=2)
+    # OpenAI's documented default for this endpoint; an explicit null gets the model's (``to_sampling``).
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=5, description="Log-probabilities of each token and of this "
                                                                  "many most likely ones at each position.")

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from deployments.generation import SamplingOptions
+
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -56,6 +58,13 @@ class CopySampling(ApiRequest):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     stream: bool = False
     postprocess: bool = Field(True, description="Polish, sentiment and the quality gate; false returns raw copy.")
+
+    def to_sampling(self, default_max_tokens: int) -> SamplingOptions:
+        """This request's sampling, its defaults resolved here and only here (as vLLM's request models'
+        ``to_sampling_params``): the cache key, the token reservation and every attempt are read from it.
+        ``default_max_tokens`` is the plan's budget (the `length` asked for, a channel's, a session's)."""
+        return SamplingOptions(n=self.n, temperature=self.temperature, top_p=self.top_p,
+                               max_tokens=self.max_tokens or default_max_tokens, seed=self.seed)
 
 
 class CopyRequest(CopySampling):

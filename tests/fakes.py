@@ -20,7 +20,6 @@ class FakeEngine(LLMEngine):
     """Deterministic engine; class attributes are the defaults, instances may be tuned per test."""
 
     step_s = 0.005
-    default_max_tokens = 8
     prompt_tokens = 5
 
     def __init__(self, model: ModelConfig):
@@ -49,7 +48,7 @@ class FakeEngine(LLMEngine):
         self.requests.append(request)
         self.running.add(request.request_id)
         n = request.sampling.n
-        budget = request.sampling.max_tokens or self.default_max_tokens
+        budget = request.sampling.max_tokens  # resolved by the request layer: an engine has no default of its own
         for i in range(budget):
             await asyncio.sleep(self.step_s)
             if request.request_id not in self.running:  # aborted while we slept

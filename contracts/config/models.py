@@ -111,7 +111,9 @@ class ModelConfig(Strict):
     chat_template: str | None = Field(
         None, description="Jinja chat template file for models whose tokenizer has none (base models like GPT-J)."
     )
-    default_max_tokens: int = Field(256, ge=1, description="Completion budget when a request gives none.")
+    default_max_tokens: int = Field(
+        256, ge=1, description="Completion budget of an OpenAI request that gives no max_tokens (cut to what the "
+        "prompt leaves of the context); /v1/copy budgets by `length` instead.")
     stream_interval_ms: float = Field(
         50, ge=0, le=1000, description="Token deltas of one request are sent from the model replica at most this "
         "often (the first at once): a GPU engine's per-step deltas would cost the ingress more than the engine. "

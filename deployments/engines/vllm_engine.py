@@ -103,16 +103,16 @@ class VLLMEngine(LLMEngine):
             (engine_input,) = await renderer.render_cmpl_async([{"prompt": request.prompt}], tok_params)
         return engine_input
 
-    def _max_tokens(self, requested: int | None, prompt_tokens: int, fit: bool = False) -> int:
+    def _max_tokens(self, requested: int, prompt_tokens: int, fit: bool = False) -> int:
+        """The request's budget (its defaults resolved before it got here) against the room the prompt leaves,
+        which only the engine knows: a ceiling (``fit``) is cut to it, any other budget must fit in it."""
         room = self.max_model_len - prompt_tokens
-        if fit and requested is not None and room > 0:
-            requested = min(requested, room)
         if room <= 0:
             raise InvalidRequestError(
                 f"the prompt is {prompt_tokens} tokens and fills this model's context of {self.max_model_len} "
                 "tokens; shorten the input", "messages")
-        if requested is None:
-            return min(self.model.default_max_tokens, room)
+        if fit:
+            return min(requested, room)
         if requested > room:
             raise InvalidRequestError(
                 f"max_tokens={requested} is too large: the prompt takes {prompt_tokens} of this model's "

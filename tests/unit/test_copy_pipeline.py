@@ -81,7 +81,7 @@ def copy_request(**fields) -> CopyRequest:
 
 
 async def run(pipeline: CopyPipeline, body: CopyRequest, plan: CopyPlan, request_id: str = "rid") -> dict:
-    return await pipeline.run(body, plan, request_id, time.monotonic())
+    return await pipeline.run(body, plan, CopyPipeline.sampling(body, plan), request_id, time.monotonic())
 
 
 # --- quality gate ------------------------------------------------------------------------------
@@ -264,7 +264,8 @@ async def test_stream_sends_deltas_retry_events_and_final():
     model = FakeModel(["unused"])
     pipeline, _ = make_pipeline(model, FakeSentiment({"Meh": 0.3, "Great": 0.7}), plan)
     pipeline.streaming = {"m": streaming}
-    events = [e async for e in pipeline.stream(copy_request(temperature=0), plan, "rid", time.monotonic())]
+    body = copy_request(temperature=0)
+    events = [e async for e in pipeline.stream(body, plan, CopyPipeline.sampling(body, plan), "rid", time.monotonic())]
     assert [e["type"] for e in events] == ["delta", "delta", "retry", "delta", "delta", "final"]
     assert "".join(e["text"] for e in events[:2]) == "Meh shoes."
     assert events[2] == {"type": "retry", "attempt": 1, "sentiment_score": 0.3, "sentiment_floor": 0.6}
@@ -279,13 +280,18 @@ async def test_stream_sends_deltas_retry_events_and_final():
 
 def test_cache_material_only_for_reproducible_requests():
     plan = make_plan(floor=0.5, retries=1)
-    greedy = CopyPipeline.cache_material(copy_request(temperature=0), plan)
+
+    def material(**fields):
+        body = copy_request(**fields)
+        return CopyPipeline.cache_material(body, plan, CopyPipeline.sampling(body, plan))
+
+    greedy = material(temperature=0)
     assert greedy is not None and '"max_tokens":64' in greedy and '"sentiment_floor":0.5' in greedy
-    assert CopyPipeline.cache_material(copy_request(seed=7), plan) is not None
-    assert CopyPipeline.cache_material(copy_request(), plan) is None  # temperature 0.7, no seed
-    assert CopyPipeline.cache_material(copy_request(temperature=0, session_id="s1"), plan) is None
-    assert CopyPipeline.cache_material(copy_request(cache=True), plan) is not None
-    assert CopyPipeline.cache_material(copy_request(temperature=0, postprocess=False), plan) != greedy
+    assert material(seed=7) is not None
+    assert material() is None  # temperature 0.7, no seed
+    assert material(temperature=0, session_id="s1") is None
+    assert material(cache=True) is not None
+    assert material(temperature=0, postprocess=False) != greedy
 
 
 def test_field_progress_reads_the_fields_as_far_as_written_per_answer():

@@ -18,7 +18,8 @@ from deployments import model_calls
 from deployments.generation import Completion, Delta, GenerationRequest, SamplingOptions
 from tests.fakes import FakeMethod
 
-GEN = GenerationRequest(request_id="r1", sampling=SamplingOptions(), prompt="hi")
+GEN = GenerationRequest(request_id="r1", sampling=SamplingOptions(temperature=1.0, top_p=1.0, max_tokens=8),
+                         prompt="hi")
 DONE = Completion(model="m", texts=["ab"], finish_reasons=["stop"], prompt_tokens=1, completion_tokens=2)
 
 

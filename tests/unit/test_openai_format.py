@@ -88,9 +88,9 @@ def test_chat_generation_maps_roles_and_parts():
             {"role": "assistant", "content": "Hi"},
         ],
     })
-    gen = chat_generation(req, "rid")
+    gen = chat_generation(req, "rid", 256)
     assert gen.request_id.startswith("rid-1-") and gen.prompt is None
-    assert chat_generation(req, "rid").request_id != gen.request_id  # a client's id never reaches the engine as is
+    assert chat_generation(req, "rid", 256).request_id != gen.request_id  # a client's id never reaches the engine as is
     assert gen.messages == ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world"},
                             {"role": "assistant", "content": "Hi"})
     s = gen.sampling
@@ -99,7 +99,7 @@ def test_chat_generation_maps_roles_and_parts():
 
 def test_completion_generation():
     req = CompletionRequest.model_validate({"model": "m", "prompt": ["Once"], "top_p": 0.5, "presence_penalty": 1})
-    gen = completion_generation(req, "rid2")
+    gen = completion_generation(req, "rid2", 256)
     assert gen.prompt == "Once" and gen.messages is None
     assert (gen.sampling.top_p, gen.sampling.presence_penalty, gen.sampling.max_tokens) == (0.5, 1.0, 16)
 

@@ -53,24 +53,24 @@ def test_tool_requests_that_cannot_be_served_say_why(fields, says):
 
 
 def test_none_means_text_and_sends_no_tools_or_schema():
-    generation = chat_generation(request(tools=[PRICE], tool_choice="none"), "r")
+    generation = chat_generation(request(tools=[PRICE], tool_choice="none"), "r", 256)
     assert generation.tools is None and generation.sampling.json_schema is None
 
 
 def test_a_named_function_is_written_under_its_parameters():
-    generation = chat_generation(request(tools=[PRICE, STOCK], tool_choice=NAMED), "r")
+    generation = chat_generation(request(tools=[PRICE, STOCK], tool_choice=NAMED), "r", 256)
     assert json.loads(generation.sampling.json_schema) == PRICE["function"]["parameters"]
     assert [t["function"]["name"] for t in generation.tools] == ["get_price", "in_stock"]  # for the template
 
 
 def test_required_is_a_list_of_calls_to_the_given_functions():
-    generation = chat_generation(request(tools=[PRICE, STOCK], tool_choice="required"), "r")
+    generation = chat_generation(request(tools=[PRICE, STOCK], tool_choice="required"), "r", 256)
     schema = json.loads(generation.sampling.json_schema)
     assert schema["type"] == "array" and schema["minItems"] == 1 and "maxItems" not in schema
     names = [option["properties"]["name"]["enum"] for option in schema["items"]["anyOf"]]
     assert names == [["get_price"], ["in_stock"]]
     assert schema["items"]["anyOf"][1]["properties"]["parameters"] == {"type": "object", "properties": {}}
-    single = chat_generation(request(tools=[PRICE], tool_choice="required", parallel_tool_calls=False), "r")
+    single = chat_generation(request(tools=[PRICE], tool_choice="required", parallel_tool_calls=False), "r", 256)
     assert json.loads(single.sampling.json_schema)["maxItems"] == 1
 
 
@@ -134,7 +134,7 @@ def test_a_conversation_carries_calls_and_their_results_to_the_template():
     call = {"id": "call_1", "type": "function", "function": {"name": "get_price", "arguments": '{"sku":"42"}'}}
     messages = [CHAT["messages"][0], {"role": "assistant", "content": None, "tool_calls": [call]},
                 {"role": "tool", "tool_call_id": "call_1", "content": "19.90 EUR"}]
-    sent = chat_generation(request(messages=messages), "r").messages
+    sent = chat_generation(request(messages=messages), "r", 256).messages
     assert sent[1]["tool_calls"][0]["id"] == "call_1" and sent[1]["content"] == ""
     assert sent[2] == {"role": "tool", "content": "19.90 EUR", "tool_call_id": "call_1"}
     assert "tool_call_id" in refusal(messages=[{"role": "tool", "content": "19.90 EUR"}])

@@ -94,7 +94,7 @@ def test_chat_accepts_the_defaults_of_fields_it_does_not_serve(field, value):
 @pytest.mark.parametrize("fields, k", [({}, None), ({"logprobs": True}, 0), ({"logprobs": True, "top_logprobs": 3}, 3),
                                        ({"logprobs": False, "top_logprobs": 0}, None)])
 def test_chat_logprobs_ask_the_engine_for_k_alternatives(fields, k):
-    assert chat_generation(ChatCompletionRequest.model_validate({**CHAT, **fields}), "r").sampling.logprobs == k
+    assert chat_generation(ChatCompletionRequest.model_validate({**CHAT, **fields}), "r", 256).sampling.logprobs == k
 
 
 @pytest.mark.parametrize("fields, says", [({"top_logprobs": 3}, "needs logprobs"), ({"logprobs": True,
@@ -115,7 +115,8 @@ HEADLINE = {"type": "object", "properties": {"headline": {"type": "string", "max
     ({"type": "json_schema", "json_schema": {"name": "ad", "schema": HEADLINE, "strict": True}}, HEADLINE, False),
 ])
 def test_response_format_becomes_the_engine_constraint(fmt, schema, json_object):
-    sampling = chat_generation(ChatCompletionRequest.model_validate({**CHAT, "response_format": fmt}), "r").sampling
+    request = ChatCompletionRequest.model_validate({**CHAT, "response_format": fmt})
+    sampling = chat_generation(request, "r", 256).sampling
     assert (json.loads(sampling.json_schema) if sampling.json_schema else None) == schema
     assert sampling.json_object is json_object
 
