@@ -50,10 +50,11 @@ def total(families: dict, name: str, **labels) -> float:
 
 class SteadyLoad:
     """Clients asking ``/v1/copy`` for whole answers and streams (alternately), until stopped; outcomes by
-    kind. ``body`` is one request body, or a function of the request's number that makes one."""
+    kind. ``body`` is one request body, or a function of the request's number that makes one. ``pause_s``
+    between a client's requests leaves CPU to what the test waits for (a replica starting on 2 shared cores)."""
 
-    def __init__(self, client: httpx.Client, body, clients: int = 4):
-        self.client, self.stop = client, threading.Event()
+    def __init__(self, client: httpx.Client, body, clients: int = 4, pause_s: float = 0.0):
+        self.client, self.stop, self.pause_s = client, threading.Event(), pause_s
         self.body = body if callable(body) else (lambda _: body)
         self.outcomes: Counter = Counter()
         self.failures: list[str] = []
@@ -89,6 +90,7 @@ class SteadyLoad:
             if not ok:
                 self.failures.append(f"{kind}: {detail}")
                 self.failed_from.append(sent)
+            self.stop.wait(self.pause_s)
 
     def __enter__(self):
         for w in self.workers:

@@ -23,6 +23,7 @@ PROMPT = {"industry": "tutoring", "product": "Algebra course 3", "temperature": 
 # the pair on a 2-core box (2026-11-27; 529 s on a slower day before the spared start). The deadline is a
 # hang guard: a roll that never ends still fails.
 ROLL_DEADLINE_S = 1500
+PAUSE_S = 0.2  # between a client's requests: the load spans the roll, and the starting replicas still get CPU
 ROWS = [(f"Algebra course {i}", "live tutors|weekly quizzes",
          f"Master algebra in course {i} with live tutors and weekly quizzes. Enrol today.") for i in range(12)]
 
@@ -82,6 +83,7 @@ def test_activation_rolls_replicas_without_failed_requests(admin, client, merged
                 served[resp.json()["adapter"]] += 1
             else:
                 failures.append((resp.status_code, resp.text[:200]))
+            stop.wait(PAUSE_S)
 
     workers = [threading.Thread(target=load) for _ in range(2)]  # two clients: load, not a CPU race
     for w in workers:
@@ -142,6 +144,7 @@ def test_a_single_replica_model_rolls_with_no_downtime(admin, client, merged_ada
                 served[resp.json()["adapter"]] += 1
             else:
                 failures.append((resp.status_code, resp.text[:200]))
+            stop.wait(PAUSE_S)
 
     worker = threading.Thread(target=load)
     worker.start()

@@ -14,6 +14,7 @@ from tests.integration.helpers import SteadyLoad, scrape, total, wait_for
 pytestmark = pytest.mark.slow  # chaos: runs after the rest of the suite
 MODEL, DEPLOYMENT = "tiny-gptj-pair", "model-tiny-gptj-pair"  # two replicas, route "tutoring"
 BODY = {"industry": "tutoring", "product": "Geometry course", "max_tokens": 8, "postprocess": False, "cache": False}
+PAUSE_S = 0.2  # between a client's requests: the load goes on through the kill, and the replacement still gets CPU
 
 
 def replicas(app_name: str) -> list[dict]:
@@ -35,7 +36,7 @@ def test_killed_replica_is_replaced_and_at_most_one_percent_fails(client, app_co
     app_name = app_config.server.app_name
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
     assert len(before) == 2
-    with SteadyLoad(client, BODY) as load:
+    with SteadyLoad(client, BODY, pause_s=PAUSE_S) as load:
         time.sleep(5)
         victim = before[0]
         ray.kill(ray.get_actor(victim["actor_name"], namespace="serve"), no_restart=True)
@@ -54,7 +55,7 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
     assert len(before) == 2
     retries_before = total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT)
-    with SteadyLoad(client, BODY) as load:
+    with SteadyLoad(client, BODY, pause_s=PAUSE_S) as load:
         time.sleep(5)
         victim_pid = model_handle(MODEL).stats.remote().result()["pid"]
         victim = next(r for r in before if r["pid"] == victim_pid)
