@@ -12,19 +12,31 @@ from __future__ import annotations
 
 import time
 
-from deployments.generation import Delta
+from deployments.generation import Delta, ToolCall
 
 
 def merge(deltas: list[Delta]) -> list[Delta]:
-    """One delta per sequence, in order of first appearance: texts and logprobs joined, the last finish
-    reason kept."""
+    """One delta per sequence, in order of first appearance: texts, logprobs and tool-call pieces joined,
+    the last finish reason and answer kept."""
     merged: dict[int, Delta] = {}
     for d in deltas:
         before = merged.get(d.index)
-        merged[d.index] = d if before is None else Delta(d.index, before.text + d.text,
-                                                         d.finish_reason or before.finish_reason,
-                                                         before.logprobs + d.logprobs)
+        merged[d.index] = d if before is None else Delta(
+            d.index, before.text + d.text, d.finish_reason or before.finish_reason, before.logprobs + d.logprobs,
+            join_pieces(before.tool_calls, d.tool_calls), d.answer or before.answer)
     return list(merged.values())
+
+
+def join_pieces(before: tuple[ToolCall, ...], after: tuple[ToolCall, ...]) -> tuple[ToolCall, ...]:
+    """Tool-call pieces in order; a piece that only adds arguments to the call just before is folded into it."""
+    out = list(before)
+    for piece in after:
+        last = out[-1] if out else None
+        if last is not None and last.index == piece.index and piece.id is None and piece.name is None:
+            out[-1] = ToolCall(last.index, last.id, last.name, last.arguments + piece.arguments)
+        else:
+            out.append(piece)
+    return tuple(out)
 
 
 class Coalescer:

@@ -53,6 +53,9 @@ class GenerationRequest:
     adapter: AdapterRef | None = None
     priority: int = 0  # lower runs first on an engine with priority scheduling; batch lines are BATCH_PRIORITY
     tools: tuple[dict, ...] | None = None  # OpenAI function definitions, for the chat template
+    # tool_choice "auto": the model answers text or calls in its own format, which the engine's tool parser reads.
+    auto_tools: bool = False
+    parallel_tool_calls: bool | None = None
 
     def __post_init__(self):
         if (self.messages is None) == (self.prompt is None):
@@ -69,13 +72,37 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function call the model wrote, as the model's tool parser read it (``arguments``: JSON text).
+    While streaming, a piece of call ``index`` (OpenAI's chunk shape): its first piece has the id and
+    name, later pieces add to the arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class ToolAnswer:
+    """A finished sequence of an ``auto_tools`` request, parsed whole: its text content and its calls."""
+
+    content: str
+    calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
 class Delta:
-    """New text for one of the ``n`` sequences; ``finish_reason`` is set on its last delta."""
+    """New text for one of the ``n`` sequences; ``finish_reason`` is set on its last delta. With
+    ``auto_tools`` the text is content only, calls come as ``tool_calls`` pieces, and the last delta
+    carries the whole ``answer``."""
 
     index: int
     text: str
     finish_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] = ()  # one per new token, when the request asked for them
+    tool_calls: tuple[ToolCall, ...] = ()
+    answer: ToolAnswer | None = None
 
 
 @dataclass
@@ -91,6 +118,7 @@ class Completion:
     total_s: float = 0.0
     weights: str | None = None  # the merged adapter (name@vN) the replica serves; None: base weights
     logprobs: list[list[TokenLogprob]] | None = None  # per sequence, when the request asked for them
+    tool_calls: list[tuple[ToolCall, ...]] | None = None  # per sequence, for auto_tools requests (texts: content)
 
     @property
     def tokens_per_s(self) -> float:

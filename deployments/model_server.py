@@ -74,6 +74,7 @@ class ModelServer:
         n = request.sampling.n
         texts, reasons = [""] * n, [None] * n
         logprobs = [[] for _ in range(n)] if request.sampling.logprobs is not None else None
+        tool_calls = [()] * n if request.auto_tools else None
         first_token_s, step = None, None
         finished = False
         coalescer = Coalescer(self.model.stream_interval_ms / 1000)
@@ -82,12 +83,14 @@ class ModelServer:
                 if first_token_s is None and step.completion_tokens:
                     first_token_s = time.monotonic() - started
                 # A step can decode half a multi-byte character: its text is empty until the rest arrives.
-                deltas = [d for d in step.deltas if d.text or d.finish_reason or d.logprobs]
+                deltas = [d for d in step.deltas if d.text or d.finish_reason or d.logprobs or d.tool_calls]
                 for d in deltas:
                     texts[d.index] += d.text
                     reasons[d.index] = d.finish_reason or reasons[d.index]
                     if logprobs is not None:
                         logprobs[d.index].extend(d.logprobs)
+                    if d.answer is not None and tool_calls is not None:  # the finished sequence parsed whole
+                        texts[d.index], tool_calls[d.index] = d.answer.content, d.answer.calls
                 if deltas and (ready := coalescer.add(deltas)):
                     yield ready
             if rest := coalescer.flush():
@@ -101,7 +104,7 @@ class ModelServer:
             prompt_tokens=step.prompt_tokens if step else 0,
             completion_tokens=step.completion_tokens if step else 0,
             first_token_s=first_token_s, total_s=time.monotonic() - started,
-            weights=self.weights.tag if self.weights else None, logprobs=logprobs,
+            weights=self.weights.tag if self.weights else None, logprobs=logprobs, tool_calls=tool_calls,
         )
 
     async def _engine_steps(self, request: GenerationRequest):

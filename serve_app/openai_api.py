@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Depends, Request
 
+from contracts.errors import InvalidRequestError
 from deployments import model_calls
 from deployments.generation import Completion, GenerationRequest
 from deployments.state.keys import ApiKey
@@ -17,6 +18,7 @@ from serve_app.access import Caller, caller, owner_of
 from serve_app.http import request_id_of, sse_response
 from serve_app.openai_format import OpenAIFormatter, chat_generation, completion_generation, usage
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
+from serve_app.openai_tools import auto_refused
 
 router = APIRouter(dependencies=[Depends(caller)])
 
@@ -35,7 +37,7 @@ class OpenAIAPI:
 
         async def finish(generation: GenerationRequest, completion: Completion) -> None:
             if body.session_id:
-                reply, _ = fmt.message(completion.texts[0], completion.finish_reasons[0])
+                reply, _ = fmt.reply(completion)
                 await self.sessions.save("chat", owner_of(key), body.session_id, {"model": body.model},
                                          [*generation.messages, reply])
 
@@ -63,6 +65,8 @@ class OpenAIAPI:
         target, _, adapter_name = body.model.partition(":")
         plan = await self.router.resolve(target)
         generation = build(self.config.model(plan.model).default_max_tokens)
+        if generation.auto_tools and not self.config.model(plan.model).tool_parser:
+            raise InvalidRequestError(auto_refused(plan.model), "tool_choice")
         adapter_name = adapter_name or plan.adapter
         if adapter_name:
             generation = replace(generation, adapter=await self._adapter(adapter_name, plan.model))

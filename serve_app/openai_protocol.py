@@ -12,11 +12,6 @@ from deployments.generation import SamplingOptions
 from serve_app.openai_tools import ChatTool, NamedToolChoice, ToolCall, ToolMode, checked_schema
 from serve_app.protocol import ApiRequest, NonBlank, SessionId
 
-_AUTO_REFUSED = ('{what}: the model would choose between text and a call, which needs a tool parser for its '
-                 'output format, and no model here names one. Send tool_choice "required" or '
-                 '{{"type": "function", "function": {{"name": ...}}}}: the call is then written under the '
-                 'functions\' JSON schemas; or "none" for text.')
-
 
 class ContentPart(BaseModel):
     type: Literal["text"]
@@ -159,7 +154,8 @@ class ChatCompletionRequest(OpenAISampling):
     tools: list[ChatTool] | None = Field(None, max_length=128, description="Functions the answer may call.")
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
         None, description='"required" or a named function: the answer is tool calls, written under a JSON schema '
-                          'made from the tools. "auto" is refused (no model here names a tool parser).')
+                          'made from the tools. "auto" (the default with tools): the model chooses text or calls, '
+                          'on models whose config names a tool_parser (a 400 on others).')
     parallel_tool_calls: bool | None = Field(None, description='false: at most one call with "required".')
 
     @model_validator(mode="after")
@@ -169,19 +165,16 @@ class ChatCompletionRequest(OpenAISampling):
 
     @model_validator(mode="after")
     def _tools_fit(self) -> ChatCompletionRequest:
-        choice = self.tool_choice
-        if choice in (None, "none"):
-            if self.tools and choice is None:
-                raise ValueError(_AUTO_REFUSED.format(what='tool_choice defaults to "auto" when tools are given'))
+        choice = self.tool_choice  # None with tools is OpenAI's default, "auto"
+        if choice == "none" or (choice is None and not self.tools):
             return self
         if not self.tools:
             raise ValueError("tool_choice needs tools: give the functions in tools, or leave tool_choice out")
-        if choice == "auto":
-            raise ValueError(_AUTO_REFUSED.format(what='tool_choice "auto"'))
         if isinstance(choice, NamedToolChoice) and choice.function.name not in {t.function.name for t in self.tools}:
             raise ValueError(f"tool_choice names function {choice.function.name!r}, which is not in tools")
         if self.response_format is not None and self.response_format.type != "text":
-            raise ValueError("tool_choice and response_format both shape the answer: send one of them")
+            raise ValueError("tool calls (tool_choice, \"auto\" by default with tools) and response_format both "
+                             "shape the answer: send one of them")
         if len({t.function.name for t in self.tools}) != len(self.tools):
             raise ValueError("tools: each function needs its own name")
         return self

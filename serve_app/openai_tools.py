@@ -5,8 +5,9 @@ function's parameters, whatever the model's chat template knows of tools.
 ``tool_choice`` ``{"type": "function", "function": {"name": ...}}`` writes that function's arguments;
 ``"required"`` writes a list of ``{"name", "parameters"}`` (one item when ``parallel_tool_calls`` is
 false), the schema vLLM's own server uses for it. ``"auto"`` (the model decides between text and a
-call) needs a tool parser for the model's output format, which no model of this service names yet,
-so it is refused with what to send instead.
+call; the default when tools are given) is served on models whose config names a vLLM ``tool_parser``
+for their output format: the engine reads the calls (``deployments/engines/vllm_tools.py``); other
+models refuse it with what to send instead.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class FunctionDefinition(BaseModel):
     name: str = Field(..., pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict | None = Field(None, description="A JSON Schema for the arguments.")
-    strict: bool | None = Field(None, description="Accepted; the arguments always follow the schema here.")
+    strict: bool | None = Field(None, description='Accepted; "required" and named calls always follow the schema; '
+                                              'with "auto", vLLM constrains strict functions\' calls.')
 
     @field_validator("parameters")
     @classmethod
@@ -73,18 +75,33 @@ class NamedToolChoice(BaseModel):
     function: FunctionName
 
 
+def auto_refused(model: str) -> str:
+    """Why tool_choice "auto" is a 400 on a model whose config names no tool parser."""
+    return (f'tool_choice "auto" (the default when tools are given): model {model} has no tool parser configured '
+            "for its tool-call format, so the model cannot choose between text and a call here. Send tool_choice "
+            '"required" or {"type": "function", "function": {"name": ...}} (the call is then written under the '
+            'functions\' JSON schemas, on every model), or "none" for text.')
+
+
 @dataclass(frozen=True)
 class ToolMode:
-    """How this request's answer becomes tool calls: one named function, or a list (``required``)."""
+    """How this request's answer becomes tool calls: one named function, a list (``required``) written
+    under a schema, or the model's choice (``auto``: no schema, the engine's tool parser reads them)."""
 
-    function: str | None  # the named function; None for "required"
-    schema: dict
+    function: str | None  # the named function; None for "required" and "auto"
+    schema: dict | None  # None: "auto"
+
+    @property
+    def auto(self) -> bool:
+        return self.schema is None
 
     @classmethod
     def of(cls, tools: list[ChatTool] | None, choice, parallel: bool | None) -> ToolMode | None:
         """None when the answer is text (no tools, or tool_choice "none"). The request is validated already."""
-        if not tools or choice in (None, "none"):
+        if not tools or choice == "none":
             return None
+        if choice in (None, "auto"):
+            return cls(None, None)
         by_name = {t.function.name: t.function.parameters or NO_PARAMETERS for t in tools}
         if isinstance(choice, NamedToolChoice):
             return cls(choice.function.name, by_name[choice.function.name])
@@ -108,8 +125,8 @@ class ToolMode:
             return None
 
 
-def call(name: str, arguments: str) -> dict:
-    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+def call(name: str, arguments: str, call_id: str | None = None) -> dict:
+    return {"id": call_id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
             "function": {"name": name, "arguments": arguments}}
 
 

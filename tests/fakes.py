@@ -74,6 +74,18 @@ class FakeEngine(LLMEngine):
         self.shut_down = True
 
 
+class ScriptedEngine(FakeEngine):
+    """Answers every request with ``steps`` (the deltas of each engine step), as given per test: e.g. what
+    the vLLM engine yields once its tool parser has read the model's calls."""
+
+    steps: list[list[Delta]] = []
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineStep]:
+        self.requests.append(request)
+        for count, deltas in enumerate(self.steps, start=1):
+            yield EngineStep(deltas=deltas, prompt_tokens=self.prompt_tokens, completion_tokens=count)
+
+
 class FakeMethod:
     """`handle.method.remote(...)`, or a local async method called directly: records the call and returns
     an awaitable."""

@@ -111,6 +111,11 @@ class ModelConfig(Strict):
     chat_template: str | None = Field(
         None, description="Jinja chat template file for models whose tokenizer has none (base models like GPT-J)."
     )
+    tool_parser: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="vLLM tool parser for the model's tool-call format "
+        "(`hermes` for Qwen2.5/Qwen3, `llama3_json`, `mistral`, ...): serves tool_choice `auto`, the model choosing "
+        "between text and calls. Checked against vLLM's parsers when the replica starts (this package does not "
+        "import vLLM). Unset: `auto` is a 400; `required` and named functions work on every model.")
     default_max_tokens: int = Field(
         256, ge=1, description="Completion budget of an OpenAI request that gives no max_tokens (cut to what the "
         "prompt leaves of the context); /v1/copy budgets by `length` instead.")

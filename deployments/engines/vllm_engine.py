@@ -1,5 +1,5 @@
 """The vLLM engine: AsyncLLM with vLLM's own chat-template rendering, tokenization limits and
-sampling validation. The only module of the service that imports vLLM."""
+sampling validation. With ``vllm_tools`` (its tool parsers), the only modules of the service that import vLLM."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from contracts.config import ModelConfig
 from contracts.errors import EngineStoppedError, InvalidRequestError
 from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
+from deployments.engines.vllm_tools import ToolCallReader, check_tool_parser, parser_class
 from deployments.generation import Delta, GenerationRequest, TokenLogprob
 from deployments.prompts import BUILTIN_DIR
 
@@ -78,12 +79,19 @@ class VLLMEngine(LLMEngine):
         self._loaded_adapters: set[int] = set()
         self._chat_params = ChatParams(chat_template=read_chat_template(model.chat_template),
                                        chat_template_kwargs={"add_generation_prompt": True})
+        check_tool_parser(model)
+        self._tool_parser = None
 
     async def start(self) -> None:
         logger.info("starting vLLM engine for %s from %s", self.model.name, self.model.source)
         # vLLM's engine metrics (TTFT, queue, KV cache use, tokens) through Ray's metrics API, so they
         # are exported with Serve's, per replica, instead of into an in-process registry nobody scrapes.
         self._engine = AsyncLLM.from_engine_args(engine_args(self.model), stat_loggers=[RayPrometheusStatLogger])
+        try:
+            self._tool_parser = parser_class(self.model, self._engine.tokenizer)
+        except ValueError:
+            self._engine.shutdown()  # the replica fails: leave no engine process behind
+            raise
 
     @property
     def max_model_len(self) -> int:
@@ -119,7 +127,18 @@ class VLLMEngine(LLMEngine):
                 f"{self.max_model_len} context tokens, so at most {room} can be generated", "max_tokens")
         return requested
 
-    def _sampling_params(self, request: GenerationRequest, prompt_tokens: int) -> SamplingParams:
+    def _tool_reader(self, request: GenerationRequest, prompt_token_ids: list[int]) -> ToolCallReader | None:
+        if not request.auto_tools:
+            return None
+        if self._tool_parser is None:  # the ingress refuses these first; this guards other callers
+            raise InvalidRequestError(f"model {self.model.name} has no tool parser configured for tool_choice "
+                                      '"auto"; send "required" or a named function', "tool_choice")
+        return ToolCallReader(self._tool_parser, self._engine.tokenizer, request,
+                              self._chat_params.chat_template_kwargs,
+                              self._engine.model_config, prompt_token_ids)
+
+    def _sampling_params(self, request: GenerationRequest, prompt_tokens: int,
+                         tools: ToolCallReader | None = None) -> SamplingParams:
         s = request.sampling
         return SamplingParams(
             n=s.n, temperature=s.temperature, top_p=s.top_p, seed=s.seed, stop=list(s.stop) or None,
@@ -129,6 +148,7 @@ class VLLMEngine(LLMEngine):
             logprobs=s.logprobs,
             structured_outputs=(StructuredOutputsParams(json=s.json_schema) if s.json_schema else
                                 StructuredOutputsParams(json_object=True) if s.json_object else None),
+            **(tools.sampling_overrides() if tools else {}),
         )
 
     async def _lora(self, ref: AdapterRef | None) -> LoRARequest | None:
@@ -152,7 +172,8 @@ class VLLMEngine(LLMEngine):
         try:
             engine_input = await self._engine_input(request)
             prompt_tokens = len(engine_input["prompt_token_ids"])
-            params = self._sampling_params(request, prompt_tokens)
+            tools = self._tool_reader(request, engine_input["prompt_token_ids"])
+            params = self._sampling_params(request, prompt_tokens, tools)
         except VLLMValidationError as err:
             raise InvalidRequestError(str(err), getattr(err, "parameter", None)) from None
         except ValueError as err:  # vLLM raises plain ValueError for some bad inputs (template, lengths)
@@ -165,8 +186,9 @@ class VLLMEngine(LLMEngine):
                 deltas = []
                 for seq in out.outputs:
                     completion_tokens += len(seq.token_ids)
-                    deltas.append(Delta(seq.index, seq.text, seq.finish_reason,
-                                        token_logprobs(seq, request.sampling.logprobs)))
+                    delta = Delta(seq.index, seq.text, seq.finish_reason,
+                                  token_logprobs(seq, request.sampling.logprobs))
+                    deltas.append(tools.read(delta, seq.token_ids) if tools else delta)
                 yield EngineStep(deltas, prompt_tokens, completion_tokens)
         except EngineDeadError:
             raise EngineStoppedError(f"the engine of model {self.model.name} stopped; "

@@ -238,3 +238,17 @@ def test_autoscaling_reaches_serve_options():
 ])
 def test_redis_password_never_reaches_logs(url, shown):
     assert RedisConfig(url=url).safe_url == shown
+
+
+def test_tool_parser_is_a_name_checked_by_the_engine_and_set_on_the_qwen3_models():
+    # The name itself is checked against vLLM's registry when the replica starts (tests/unit/test_vllm_tools.py):
+    # the config package does not import vLLM.
+    assert parse_config(config()).models[0].tool_parser is None
+    data = config()
+    data["models"][0]["tool_parser"] = "hermes"
+    assert parse_config(data).models[0].tool_parser == "hermes"
+    data["models"][0]["tool_parser"] = "her mes"
+    assert "models.0.tool_parser" in parse_error(data)
+    for path in ("configs/production.yaml", "tests/configs/integration.yaml"):
+        assert {m.name: m.tool_parser for m in load_config(ROOT / path).models if m.family == "qwen3"}
+        assert all(m.tool_parser == "hermes" for m in load_config(ROOT / path).models if m.family == "qwen3")

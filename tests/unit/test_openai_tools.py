@@ -34,9 +34,10 @@ def completion(text: str, finish: str = "stop") -> Completion:
 
 
 @pytest.mark.parametrize("fields", [{"tools": [PRICE]}, {"tools": [PRICE], "tool_choice": "auto"}])
-def test_auto_is_refused_with_what_to_send_instead(fields):
-    message = refusal(**fields)
-    assert '"auto"' in message and 'tool_choice "required"' in message
+def test_auto_lets_the_model_choose_with_the_tools_in_its_template(fields):
+    generation = chat_generation(request(**fields, parallel_tool_calls=False), "r", 256)
+    assert generation.auto_tools and generation.sampling.json_schema is None  # no schema: the parser reads calls
+    assert [t["function"]["name"] for t in generation.tools] == ["get_price"] and not generation.parallel_tool_calls
 
 
 @pytest.mark.parametrize("fields, says", [
@@ -44,6 +45,8 @@ def test_auto_is_refused_with_what_to_send_instead(fields):
     ({"tools": [PRICE], "tool_choice": {"type": "function", "function": {"name": "refund"}}}, "'refund'"),
     ({"tools": [PRICE, PRICE], "tool_choice": "required"}, "its own name"),
     ({"tools": [PRICE], "tool_choice": "required", "response_format": {"type": "json_object"}}, "send one of them"),
+    ({"tools": [PRICE], "response_format": {"type": "json_object"}}, '"auto" by default'),
+    ({"tools": [PRICE, PRICE]}, "its own name"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}],
       "tool_choice": "required"}, "not a valid JSON Schema"),
     ({"tools": [{"type": "function", "function": {"name": "no spaces"}}], "tool_choice": "required"}, "pattern"),
@@ -54,7 +57,7 @@ def test_tool_requests_that_cannot_be_served_say_why(fields, says):
 
 def test_none_means_text_and_sends_no_tools_or_schema():
     generation = chat_generation(request(tools=[PRICE], tool_choice="none"), "r", 256)
-    assert generation.tools is None and generation.sampling.json_schema is None
+    assert generation.tools is None and generation.sampling.json_schema is None and not generation.auto_tools
 
 
 def test_a_named_function_is_written_under_its_parameters():
