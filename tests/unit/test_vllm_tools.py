@@ -29,7 +29,8 @@ def tokenizer():
 
 
 def reader(tokenizer, tools=(PRICE,)) -> ToolCallReader:
-    request = GenerationRequest("r", SamplingOptions(), messages=({"role": "user", "content": "Price of A1?"},),
+    sampling = SamplingOptions(temperature=0, top_p=1.0, max_tokens=16)
+    request = GenerationRequest("r", sampling, messages=({"role": "user", "content": "Price of A1?"},),
                                 tools=tools, auto_tools=True)
     return ToolCallReader(parser_class(MODEL, tokenizer), tokenizer, request, {"add_generation_prompt": True},
                           None, [1, 2, 3])
