@@ -1,29 +1,38 @@
-"""The LoRA adapter registry, shared by every replica through Redis.
+"""LoRA and merged adapters: what a version is, how a folder is checked and named by its content.
 
-An adapter is validated when it is registered (files, base model, rank, weights) and gets a
-version; registering the same name again bumps the version, and model servers load the new
-version from the next request on. Each registration also gets a vLLM LoRA id from a counter that
-only grows, so two versions can never share an id (vLLM would serve whichever it loaded first).
-Registration reads only folders under ``server.adapter_roots``.
+An adapter is validated when it is registered (files, base model, rank, weights) and named by a digest
+of its content (``content_digest``): registering the same content again under a name changes nothing,
+new content gets the name's next version. Requests name a version through ``name``, ``name@<alias>``,
+``name@vN`` or ``name@<digest prefix>`` (``parse_spec``); the registry in Redis is
+``deployments/state/adapter_releases.py``. Registration reads only folders under ``server.adapter_roots``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from contracts.config import ModelConfig
-from contracts.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
-from deployments.state.store import RedisStore
+from contracts.errors import InvalidRequestError
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 MANIFEST = "copyserve-adapter.json"
 # Config keys that must agree for merged weights to fit the base model's engine settings.
 SHAPE_KEYS = ("model_type", "vocab_size", "n_embd", "hidden_size", "n_layer", "num_hidden_layers", "n_head",
               "num_attention_heads", "rotary_dim")
+NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]{0,62}"
+# What a request may name: an adapter, optionally with @alias, @vN or @<digest prefix> (see parse_spec).
+SPEC_PATTERN = rf"^{NAME_PATTERN}(@[a-z0-9-]{{1,64}})?$"
+ALIAS = re.compile(r"[a-z][a-z0-9-]{0,31}")
+# vN, or a bare number short enough not to read as a digest prefix (8+ hex digits).
+VERSION = re.compile(r"v([1-9][0-9]{0,8})|([1-9][0-9]{0,6})")
+DIGEST_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+STABLE = "stable"  # the alias a bare name means
+DIGEST_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,18 @@ class AdapterRef:
     version: int
     path: str
     lora_id: int = 0  # from the registry's counter; 0 for records written before it existed
+    digest: str = ""  # sha256 of the content; "" for records written before it existed
 
     @property
     def tag(self) -> str:
+        """``name@vN``: what responses, usage and metrics say served a request."""
         return f"{self.name}@v{self.version}"
+
+    @property
+    def engine_name(self) -> str:
+        """The LoRA name engines load this version under and cache keys carry: ``name@vN-<digest12>``.
+        vLLM keys its prefix cache by LoRA name and path, so two versions must never share a name."""
+        return f"{self.tag}-{self.digest[:12]}" if self.digest else self.tag
 
     @property
     def engine_id(self) -> int:
@@ -56,10 +73,11 @@ class Adapter:
     manifest: dict
     kind: str = "lora"  # "lora": applied per request; "merged": served by activating it on the model
     lora_id: int = 0
+    digest: str = ""
 
     @property
     def ref(self) -> AdapterRef:
-        return AdapterRef(self.name, self.version, self.path, self.lora_id)
+        return AdapterRef(self.name, self.version, self.path, self.lora_id, self.digest)
 
     def public(self, admin: bool = True) -> dict:
         """The record; a user key sees what it can use, not where the files are or how they were made."""
@@ -68,6 +86,100 @@ class Adapter:
             for private in ("path", "manifest", "lora_id"):
                 record.pop(private)
         return record
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A version as a request names it: ``kind`` alias, version or digest, ``value`` what follows the @."""
+
+    name: str
+    kind: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{'v' if self.kind == 'version' else ''}{self.value}"
+
+
+def _version_selector(text: str) -> Selector | None:
+    if match := VERSION.fullmatch(text):
+        return Selector("", "version", str(int(match.group(1) or match.group(2))))
+    return Selector("", "digest", text) if DIGEST_PREFIX.fullmatch(text) else None
+
+
+def parse_version(text: str | int, field: str = "version") -> Selector:
+    """``3``, ``"v3"`` or a digest prefix (8+ hex digits) as a selector of a version (name left empty)."""
+    text = text if isinstance(text, str) else f"v{text}"  # a JSON number is a version number, however long
+    found = _version_selector(text.strip().lower())
+    if found is None:
+        raise InvalidRequestError(f"{text!r} names no version: give a number (3 or v3) or at least 8 hex digits "
+                                  "of a version's digest", field)
+    return found
+
+
+def parse_spec(spec: str, field: str = "adapter") -> Selector:
+    """``name`` (its stable alias), ``name@<alias>``, ``name@vN`` or ``name@<digest prefix of 8+ hex>``."""
+    name, at, rest = spec.strip().partition("@")
+    if not re.fullmatch(NAME_PATTERN, name) or (at and not rest):
+        raise InvalidRequestError(f"{spec!r} is not an adapter: give name, name@alias, name@vN or "
+                                  "name@<digest prefix>", field)
+    if not at:
+        return Selector(name, "alias", STABLE)
+    if found := _version_selector(rest):
+        return Selector(name, found.kind, found.value)
+    if ALIAS.fullmatch(rest):
+        return Selector(name, "alias", rest)
+    raise InvalidRequestError(f"{spec!r}: after @ give an alias ([a-z][a-z0-9-]{{0,31}}), vN or at least 8 hex "
+                              "digits of a version's digest", field)
+
+
+def check_alias(alias: str, field: str = "alias") -> str:
+    """An alias name: ``[a-z][a-z0-9-]{0,31}``, and not one that reads as a version or a digest prefix."""
+    if not ALIAS.fullmatch(alias):
+        raise InvalidRequestError(f"alias {alias!r} must match [a-z][a-z0-9-]{{0,31}}", field)
+    if re.fullmatch(r"v[0-9]+", alias) or DIGEST_PREFIX.fullmatch(alias):
+        raise InvalidRequestError(f"alias {alias!r} reads as a version or a digest prefix: choose another name",
+                                  field)
+    return alias
+
+
+def content_files(folder: Path, kind: str) -> list[Path]:
+    """What a version's content is: adapter_config.json and the weights of a LoRA folder; config.json and the
+    safetensors of a merged one."""
+    if kind == "merged":
+        return [folder / "config.json", *sorted(folder.glob("*.safetensors"))]
+    return [folder / "adapter_config.json", *(folder / f for f in WEIGHT_FILES if (folder / f).is_file())]
+
+
+def content_digest(folder: Path, files: list[Path]) -> str:
+    """sha256 (hex) over each file's name relative to ``folder``, its size and its bytes, names sorted and the
+    bytes streamed in chunks: the same content has the same digest wherever its folder is."""
+    digest = hashlib.sha256()
+    for name in sorted(f.relative_to(folder).as_posix() for f in files):
+        file = folder / name
+        try:
+            with file.open("rb") as stream:
+                digest.update(f"{name}\0{file.stat().st_size}\0".encode())
+                while chunk := stream.read(DIGEST_CHUNK):
+                    digest.update(chunk)
+        except OSError as err:
+            raise InvalidRequestError(f"{file} cannot be read: {err}", "path") from None
+    return digest.hexdigest()
+
+
+def inspect_adapter(name: str, model: ModelConfig, path: str, roots: list[str]) -> Adapter:
+    """A folder checked for ``model`` and named by its content: the record to register (version 0 until the
+    registry gives it one). Reads every weight byte: run it off the event loop."""
+    folder = inside_roots(path, roots)
+    if serves_merged(model):
+        kind, served = "merged", validate_merged(str(folder), model)
+        config_file = folder / "adapter_config.json"
+        rank = _rank(_read_json(config_file), config_file) if config_file.is_file() else 0
+    else:
+        kind, served = "lora", folder
+        rank = _rank(validate_adapter(str(folder), model), folder / "adapter_config.json")
+    manifest = _read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
+    return Adapter(name=name, base_model=model.name, path=str(served), version=0, rank=rank, created=time.time(),
+                   manifest=manifest, kind=kind, digest=content_digest(served, content_files(served, kind)))
 
 
 def serves_merged(model: ModelConfig) -> bool:
@@ -185,68 +297,3 @@ def _check_weights(folder: Path) -> None:
         names = _safetensors_names(weights)
         if not any("lora_" in n for n in names):
             raise InvalidRequestError(f"{weights} holds no LoRA weights", "path")
-
-
-# KEYS: version counters (hash), LoRA id counter, registry (hash). ARGV: name, the record as a JSON object
-# without version and lora_id, which the script appends (text, so the JSON is stored exactly as written).
-# Versions only grow (kept after a delete): a cache entry or loaded engine adapter of an older version can
-# never be mistaken for the new one.
-REGISTER = """
-local version = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-local lora_id = redis.call('INCR', KEYS[2])
-local record = string.sub(ARGV[2], 1, -2) .. ', "version": ' .. version .. ', "lora_id": ' .. lora_id .. '}'
-redis.call('HSET', KEYS[3], ARGV[1], record)
-return {version, lora_id}
-"""
-
-
-class AdapterRegistry:
-    """``name -> Adapter`` in one Redis hash; reads fail open to an empty registry."""
-
-    def __init__(self, store: RedisStore):
-        self.store = store
-        self.key = store.key("adapters")
-        self._register = store.client.register_script(REGISTER) if store.client is not None else None
-
-    async def get(self, name: str) -> Adapter | None:
-        raw = await self.store.call(lambda r: r.hget(self.key, name))
-        return Adapter(**json.loads(raw)) if raw else None
-
-    async def require(self, name: str) -> Adapter:
-        adapter = await self.get(name)
-        if adapter is None:
-            raise NotFoundError(f"adapter {name!r} is not registered (see GET /v1/adapters)", "adapter")
-        return adapter
-
-    async def list(self) -> list[Adapter]:
-        rows = await self.store.call(lambda r: r.hvals(self.key), default=[])
-        return sorted((Adapter(**json.loads(v)) for v in rows), key=lambda a: a.name)
-
-    async def register(self, name: str, model: ModelConfig, path: str, roots: list[str]) -> Adapter:
-        folder = inside_roots(path, roots)
-        if serves_merged(model):
-            kind, served = "merged", validate_merged(str(folder), model)
-            config_file = folder / "adapter_config.json"
-            rank = _rank(_read_json(config_file), config_file) if config_file.is_file() else 0
-        else:
-            kind, served = "lora", folder
-            rank = _rank(validate_adapter(str(folder), model), folder / "adapter_config.json")
-        manifest = _read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
-        record = Adapter(name=name, base_model=model.name, path=str(served), version=0, rank=rank,
-                         created=time.time(), manifest=manifest, kind=kind).public()
-        fields = {k: v for k, v in record.items() if k not in ("version", "lora_id")}
-        # One script: the next version, the next LoRA id and the record, so two registrations of one name
-        # cannot interleave (each gets its own version; the registry keeps the newer).
-        result = await self.store.call(lambda r: self._register(
-            keys=[self.store.key("adapter-versions"), self.store.key("adapter-lora-ids"), self.key],
-            args=[name, json.dumps(fields)], client=r))
-        if result is None:
-            raise ServiceUnavailableError("the adapter registry (redis) is unavailable; nothing was registered")
-        version, lora_id = (int(v) for v in result)
-        return Adapter(**{**record, "version": version, "lora_id": lora_id})
-
-    async def delete(self, name: str) -> bool:
-        removed = await self.store.call(lambda r: r.hdel(self.key, name), default=None)
-        if removed is None:
-            raise ServiceUnavailableError("the adapter registry (redis) is unavailable")
-        return bool(removed)

@@ -23,7 +23,14 @@ _UNAVAILABLE = object()
 
 
 def weights_env(ref: AdapterRef | None) -> dict[str, str | None]:
-    return {WEIGHTS_ENV: json.dumps({"name": ref.name, "version": ref.version, "path": ref.path}) if ref else None}
+    return {WEIGHTS_ENV: json.dumps(_record(ref)) if ref else None}
+
+
+def _record(ref: AdapterRef) -> dict:
+    """A merged version as the weights record and a replica's environment hold it (no digest for a version
+    registered before digests were taken)."""
+    record = {"name": ref.name, "version": ref.version, "path": ref.path}
+    return record | {"digest": ref.digest} if ref.digest else record
 
 
 def weights_from_env() -> AdapterRef | None:
@@ -39,7 +46,8 @@ def with_merged_weights(model: ModelConfig, ref: AdapterRef | None) -> ModelConf
 
 
 class ActiveWeights:
-    """``model -> AdapterRef`` of the merged adapter each model is rolling to or serving."""
+    """``model -> AdapterRef`` of the merged adapter version each model is rolling to or serving (an alias named
+    at activation is resolved then: moving the alias later rolls nothing)."""
 
     def __init__(self, store: RedisStore):
         self.store = store
@@ -67,7 +75,7 @@ class ActiveWeights:
         if ref is None:
             done = await self.store.call(lambda r: r.hdel(self.key, model), default=None)
         else:
-            value = json.dumps({"name": ref.name, "version": ref.version, "path": ref.path})
+            value = json.dumps(_record(ref))
             done = await self.store.call(lambda r: r.hset(self.key, model, value), default=None)
         if done is None:
             raise ServiceUnavailableError("the weights record (redis) is unavailable; nothing was changed")

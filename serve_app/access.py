@@ -170,3 +170,5 @@ async def docs_reader(request: Request) -> None:
 
 
 Caller = Annotated[ApiKey | None, Depends(caller)]
+# On an admin_only router's routes: the same check as the router's (FastAPI runs it once), to know who acted.
+AdminCaller = Annotated[ApiKey | None, Depends(admin)]

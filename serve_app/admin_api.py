@@ -1,5 +1,5 @@
-"""Admin endpoints of the ingress (a mixin of ``Ingress``): live routes, adapters, merged weights,
-API keys. Reading needs any key; changing, and listing keys, an admin key."""
+"""Admin endpoints of the ingress (a mixin of ``Ingress``): live routes, merged weights, API keys (adapters
+and their releases: ``releases_api.py``). Reading needs any key; changing, and listing keys, an admin key."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, 
 from deployments.adapters import serves_merged
 from deployments.model_server import deployment_name
 from serve_app import serve_control, weights_roll
-from serve_app.access import Caller, admin, caller
-from serve_app.protocol import AdapterRegisterRequest, KeyCreateRequest, RouteUpdateRequest, WeightsRequest
+from serve_app.access import admin, caller
+from serve_app.protocol import KeyCreateRequest, RouteUpdateRequest, WeightsRequest
 
 # Reading needs any key; changing, and reading keys, an admin key. One of the two per route, never both:
 # that would check, and count, a request twice.
@@ -22,7 +22,7 @@ admin_only = APIRouter(dependencies=[Depends(admin)])
 
 class AdminAPI:
     """Uses the ingress's state: access, router, models, config, live_routes, adapters, active_weights,
-    pending_rolls, keys."""
+    pending_rolls, keys, ``_adapter``."""
 
     # --- admin: live routes ----------------------------------------------------------------------
 
@@ -59,44 +59,6 @@ class AdminAPI:
             raise ServiceUnavailableError("the route table (redis) is unavailable")
         return {"industry": industry, "source": "config", "reset": removed}
 
-    # --- admin: LoRA adapters ------------------------------------------------------------------
-
-    @admin_only.post("/v1/adapters", status_code=201)
-    async def register_adapter(self, body: AdapterRegisterRequest):
-        if body.base_model not in self.models:
-            raise NotFoundError(f"no model {body.base_model!r}; models: {', '.join(self.models)}", "base_model")
-        adapter = await self.adapters.register(body.name, self.config.model(body.base_model), body.path,
-                                               self.config.server.adapter_roots)
-        return adapter.public()
-
-    @keyed.get("/v1/adapters")
-    async def list_adapters(self, key: Caller):
-        admin = key is None or key.role == "admin"
-        return {"object": "list", "data": [a.public(admin) for a in await self.adapters.list()]}
-
-    @keyed.get("/v1/adapters/{name}")
-    async def get_adapter(self, name: str, key: Caller):
-        return (await self.adapters.require(name)).public(key is None or key.role == "admin")
-
-    @admin_only.delete("/v1/adapters/{name}")
-    async def delete_adapter(self, name: str):
-        if users := await self._adapter_users(name):
-            raise ConflictError(f"adapter {name!r} is in use by {'; '.join(users)}: point those elsewhere first "
-                                "(PUT /v1/routes/..., PUT /v1/models/.../weights)", "name")
-        if not await self.adapters.delete(name):
-            raise NotFoundError(f"adapter {name!r} is not registered", "name")
-        return {"name": name, "deleted": True}
-
-    async def _adapter_users(self, name: str) -> list[str]:
-        """Live routes and active merged weights that serve ``name``: deleting it would break them."""
-        users = [f"route {industry} (variant {v['name']})" for industry, variants in
-                 (await self.router.live_routes()).items() for v in variants if v.get("adapter") == name]
-        for model in self.config.models:
-            active = await self.active_weights.get(model.name) if serves_merged(model) else None
-            if active is not None and active.name == name:
-                users.append(f"the weights of model {model.name}")
-        return users
-
     # --- admin: merged weights (GPT-J) ----------------------------------------------------------
 
     @admin_only.put("/v1/models/{model}/weights", status_code=202)
@@ -108,7 +70,8 @@ class AdminAPI:
                                       "requests or routes instead", "model")
         ref = None
         if body.adapter:
-            adapter = await self.adapters.require(body.adapter)
+            # An alias is resolved now: the weights record (and the roll) hold that version, not the alias.
+            adapter = await self.adapters.resolve(body.adapter)
             if adapter.base_model != model or adapter.kind != "merged":
                 raise InvalidRequestError(f"adapter {body.adapter!r} is a {adapter.kind} adapter of "
                                           f"{adapter.base_model}, not merged weights of {model}", "adapter")

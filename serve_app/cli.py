@@ -180,13 +180,14 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from serve_app import batch_cli
+    from serve_app import adapters_cli, batch_cli
     from serve_app.cluster_cli import add_commands
 
     p = argparse.ArgumentParser(prog="copyserve", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     add_commands(sub)
     batch_cli.add_commands(sub)
+    adapters_cli.add_commands(sub)
 
     s = sub.add_parser("serve", help="start a local Ray, deploy the app, serve until Ctrl-C")
     s.add_argument("--config", default=DEFAULT_CONFIG, type=Path)

@@ -61,7 +61,8 @@ class CopyAPI:
         async def finish(payload: dict) -> None:
             nonlocal cache_s
             # Mid-roll an old replica may answer: its copy must not be cached under the new weights.
-            if cache_key and payload["adapter"] == (plan.adapter.tag if plan.adapter else weights):
+            served = plan.adapter or weights
+            if cache_key and payload["adapter"] == (served.tag if served else None):
                 started = time.perf_counter()
                 await self.cache.put(cache_key, payload)
                 cache_s += time.perf_counter() - started

@@ -93,7 +93,7 @@ class CopyPipeline:
 
     @staticmethod
     def cache_material(body: CopyRequest, plan: CopyPlan, sampling: SamplingOptions,
-                       weights: str | None = None) -> str | None:
+                       weights: AdapterRef | None = None) -> str | None:
         """What the cache key is made of, or None when this answer must not be cached. ``sampling`` is the
         request's resolved one (``sampling()``), the one the engine gets."""
         cacheable = body.cache if body.cache is not None else (sampling.temperature == 0 or sampling.seed is not None)
@@ -101,8 +101,8 @@ class CopyPipeline:
             return None
         # The knobs a copy request sets; a channel's JSON shape is in `quality` (its id) and the messages.
         chosen = {name: getattr(sampling, name) for name in ("n", "temperature", "top_p", "seed", "max_tokens")}
-        # name@version of the LoRA or merged adapter: a new version never hits old copy
-        adapter = plan.adapter.tag if plan.adapter else weights
+        # name@vN-<digest> of the LoRA or merged adapter: a new version never hits old copy
+        adapter = (plan.adapter or weights).engine_name if plan.adapter or weights else None
         quality = {**plan.quality.model_dump(), "channel": plan.channel.id if plan.channel else None}
         return cache_key_material(plan.route.industry, plan.route.model, adapter, plan.messages, chosen,
                                   body.postprocess, quality)

@@ -55,11 +55,13 @@ class DiscoveryAPI:
         for route in routes:
             data.append({"id": route["industry"], "object": "model", "created": created, "owned_by": "copyserve",
                          "copyserve": {"kind": "route", **route}})
-        for a in adapters:
+        for release in adapters:
+            a = release.current  # what the bare name serves; aliases name the others
             data.append({"id": f"{a.base_model}:{a.name}", "object": "model", "created": int(a.created),
                          "owned_by": "copyserve", "copyserve": {"kind": "adapter", "version": a.version,
                                                                 "base_model": a.base_model, "rank": a.rank,
-                                                                "adapter_kind": a.kind}})
+                                                                "adapter_kind": a.kind, "digest": a.digest,
+                                                                "aliases": release.aliases}})
         return FastJSONResponse({"object": "list", "data": data})
 
     @router.get("/v1/channels")

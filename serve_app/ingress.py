@@ -6,7 +6,8 @@ who may call them (the dependencies in access.py):
     copy_api.py       /v1/copy, /v1/copy/revise
     openai_api.py     /v1/chat/completions, /v1/completions (wire format: openai_format.py)
     discovery_api.py  /v1/models, /v1/usage, /healthz, /openapi.json, /docs, the studio at /
-    admin_api.py      /v1/routes, /v1/adapters, /v1/models/{model}/weights, /v1/keys
+    admin_api.py      /v1/routes, /v1/models/{model}/weights, /v1/keys
+    releases_api.py   /v1/adapters: versions, aliases, promote, rollback, history
     batches_api.py    /v1/files, /v1/batches (the OpenAI Batch API; lines run in batch_runner.py)
 
 The FastAPI app itself (error handlers, middleware) is ``api_app.py``."""
@@ -21,9 +22,10 @@ from ray.serve.handle import DeploymentHandle
 from contracts.config import AppConfig
 from contracts.errors import ConflictError, InvalidRequestError
 from contracts.process import freeze_startup_heap
-from deployments.adapters import AdapterRef, AdapterRegistry, serves_merged
+from deployments.adapters import AdapterRef, serves_merged
 from deployments.merged_weights import ActiveWeights, PendingRolls
 from deployments.router import Router
+from deployments.state.adapter_releases import AdapterRegistry
 from deployments.state.batches import BatchStore
 from deployments.state.cache import ResponseCache
 from deployments.state.keys import KeyStore
@@ -31,7 +33,7 @@ from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app import access, admin_api, batches_api, copy_api, discovery_api, openai_api, weights_roll
+from serve_app import access, admin_api, batches_api, copy_api, discovery_api, openai_api, releases_api, weights_roll
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
 from serve_app.api_app import app
@@ -43,16 +45,17 @@ from serve_app.discovery_api import DiscoveryAPI
 from serve_app.http import configure_edge
 from serve_app.openai_api import OpenAIAPI
 from serve_app.openapi_doc import live_openapi
+from serve_app.releases_api import ReleasesAPI
 
 # Each family's router carries its access dependency (``access.caller``, ``admin``, ``docs_reader``). Included
 # before serve.ingress below, which turns the app's routes into methods of the ingress.
 for family in (admin_api.keyed, admin_api.admin_only, batches_api.router, copy_api.router, discovery_api.public,
-               discovery_api.router, openai_api.router):
+               discovery_api.router, openai_api.router, releases_api.keyed, releases_api.admin_only):
     app.include_router(family)
 
 
 @serve.ingress(app)
-class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, BatchesAPI):
+class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, BatchesAPI):
     """The one HTTP deployment: holds the handles and the Redis stores; each endpoint family is a mixin."""
 
     def __init__(self, models: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle,
@@ -94,24 +97,26 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, BatchesAPI):
 
     # --- shared by the endpoint families ---------------------------------------------------------
 
-    async def _adapter(self, name: str, model: str) -> AdapterRef | None:
-        """The adapter to apply per request; None for a merged adapter, which the model's weights already are."""
-        adapter = await self.adapters.require(name)
+    async def _adapter(self, spec: str, model: str) -> AdapterRef | None:
+        """The adapter version to apply per request (``name``, ``name@alias``, ``name@vN``, ``name@<digest>``),
+        read from the registry on every request: an alias moved on any replica applies from the next request.
+        None for a merged adapter, which the model's weights already are."""
+        adapter = await self.adapters.resolve(spec)
         if adapter.base_model != model:
-            raise InvalidRequestError(f"adapter {name!r} is for model {adapter.base_model}, but this request is "
+            raise InvalidRequestError(f"adapter {spec!r} is for model {adapter.base_model}, but this request is "
                                       f"served by {model}", "adapter")
         if adapter.kind == "merged":
             active = await self.active_weights.get(model)
-            if active is None or active.name != name:
-                raise ConflictError(f"adapter {name!r} is merged weights and model {model} serves "
+            # A bare name asks for whichever version of it the model serves; an alias or version, for that one.
+            if active is None or active.name != adapter.name or ("@" in spec and active.version != adapter.version):
+                raise ConflictError(f"adapter {spec!r} ({adapter.ref.tag}) is merged weights and model {model} serves "
                                     f"{active.tag if active else 'its base weights'}: activate it first with "
                                     f"PUT /v1/models/{model}/weights", "adapter")
             return None
         return adapter.ref
 
-    async def _merged_weights(self, model: str) -> str | None:
+    async def _merged_weights(self, model: str) -> AdapterRef | None:
         """The merged adapter a model serves (for cache keys); None for base weights or LoRA models."""
         if not serves_merged(self.config.model(model)):
             return None
-        active = await self.active_weights.get(model)
-        return active.tag if active else None
+        return await self.active_weights.get(model)

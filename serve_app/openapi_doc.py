@@ -34,10 +34,12 @@ def live_openapi(base: Callable[[], dict], config: AppConfig) -> dict:
     _with_enum(schemas["CopyRequest"]["properties"]["channel"], list(catalogue()))
     for request in ("ChatCompletionRequest", "CompletionRequest"):
         props = schemas[request]["properties"]
-        props["model"]["description"] = ("A model, an industry route, or `<route or model>:<adapter>` "
-                                         "(registered adapters: GET /v1/adapters).")
+        props["model"]["description"] = ("A model, an industry route, or `<route or model>:<adapter>`, the adapter "
+                                         "as name, name@alias, name@vN or name@<digest prefix> (registered "
+                                         "adapters: GET /v1/adapters).")
         props["model"]["anyOf"] = [{"type": "string", "enum": models + names},
-                                   {"type": "string", "pattern": r"^[^:\s]+:[A-Za-z0-9][A-Za-z0-9_.-]*$"}]
+                                   {"type": "string",
+                                    "pattern": r"^[^:\s]+:[A-Za-z0-9][A-Za-z0-9_.-]*(@[a-z0-9-]{1,64})?$"}]
         props["model"].pop("type", None)
         props["model"].pop("minLength", None)
     for request in ("CopyRequest", "RevisionRequest", "ChatCompletionRequest", "CompletionRequest"):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from deployments.adapters import SPEC_PATTERN
 from deployments.generation import SamplingOptions
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -15,6 +16,8 @@ Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 # --- native copy API -------------------------------------------------------------------------
 
+# An adapter version as requests name it: name, name@alias, name@vN or name@<8+ hex digits of its digest>.
+AdapterSpec = Annotated[str, StringConstraints(pattern=SPEC_PATTERN)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
@@ -77,8 +80,9 @@ class CopyRequest(CopySampling):
     length: Literal["short", "medium", "long"] = "medium"
     language: Literal["en", "zh"] | None = Field(None, description="Defaults to zh for Chinese input, else en.")
     session_id: SessionId | None = Field(None, description="Keep this conversation for /v1/copy/revise.")
-    adapter: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = Field(
-        None, description="A registered LoRA adapter of the route's model, instead of the base model.")
+    adapter: AdapterSpec | None = Field(
+        None, description="A registered LoRA adapter of the route's model, instead of the base model: `name` (its "
+                          "stable alias), `name@<alias>`, `name@vN` or `name@<digest prefix>`.")
     cache: bool | None = Field(
         None, description="None: cache when reproducible (temperature 0 or a seed); true: always; false: never.")
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,40}$")] | None = Field(
@@ -135,6 +139,10 @@ class CopyResponse(BaseModel):
     timings: Timings
 
 
+AliasName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+
+
 class KeyCreateRequest(ApiRequest):
     """``POST /v1/keys`` (admin): a new API key; the secret is in the answer, once."""
 
@@ -147,13 +155,46 @@ class KeyCreateRequest(ApiRequest):
 
 
 class AdapterRegisterRequest(ApiRequest):
-    """``POST /v1/adapters`` (admin): register (or bump the version of) a LoRA adapter."""
+    """``POST /v1/adapters`` (admin): register a new version of an adapter (its content's first registration)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
     base_model: NonBlank = Field(..., description="The model (from /v1/models) the adapter was trained on.")
     path: NonBlank = Field(..., description="Adapter folder, readable by the model servers.")
+    alias: AliasName | None = Field("stable", description="The alias to move onto the new version: `stable` (what "
+                                    "a bare name serves), `canary` to stage it, or null to move none.")
+    reason: Reason | None = None
+
+
+class AliasMoveRequest(ApiRequest):
+    """``PUT /v1/adapters/{name}/aliases/{alias}`` (admin): point an alias at a version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Annotated[int, Field(ge=1)] | Annotated[str, StringConstraints(
+        pattern=r"^(v?[1-9][0-9]{0,8}|[0-9a-f]{8,64})$")] = Field(
+        ..., description="The version: 3, \"v3\" or at least 8 hex digits of its digest.")
+    reason: Reason | None = None
+
+
+class PromoteRequest(ApiRequest):
+    """``POST /v1/adapters/{name}/promote`` (admin): move alias ``to`` onto the version alias ``from`` points at."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_: AliasName = Field("canary", alias="from")
+    to: AliasName = "stable"
+    reason: Reason | None = None
+
+
+class RollbackRequest(ApiRequest):
+    """``POST /v1/adapters/{name}/rollback`` (admin): move an alias back to where it pointed before its last move."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: AliasName = "stable"
+    reason: Reason | None = None
 
 
 class WeightsRequest(ApiRequest):
@@ -161,8 +202,9 @@ class WeightsRequest(ApiRequest):
 
     model_config = ConfigDict(extra="forbid")
 
-    adapter: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")] | None = Field(
-        ..., description="A registered merged adapter of this model, or null for the base weights.")
+    adapter: AdapterSpec | None = Field(
+        ..., description="A registered merged adapter of this model (an alias is resolved to its version now), or "
+                         "null for the base weights.")
 
 
 class RouteVariant(BaseModel):

@@ -157,7 +157,8 @@ class VLLMEngine(LLMEngine):
             return None
         if not self.model.engine.enable_lora:
             raise InvalidRequestError(f"model {self.model.name} does not serve LoRA adapters", "adapter")
-        lora = LoRARequest(lora_name=ref.tag, lora_int_id=ref.engine_id, lora_path=ref.path)
+        # The name carries the digest: vLLM keys its prefix cache by LoRA name and path.
+        lora = LoRARequest(lora_name=ref.engine_name, lora_int_id=ref.engine_id, lora_path=ref.path)
         if ref.engine_id not in self._loaded_adapters:
             try:
                 await self._engine.add_lora(lora)

@@ -28,7 +28,11 @@ BY_HAND = {("POST", "/v1/copy")}
 DOCS = {("GET", "/openapi.json")}  # open only with server.public_docs
 ADMIN = {("PUT", "/v1/routes/{industry}"), ("DELETE", "/v1/routes/{industry}"), ("POST", "/v1/adapters"),
          ("DELETE", "/v1/adapters/{name}"), ("PUT", "/v1/models/{model}/weights"), ("GET", "/v1/keys"),
-         ("POST", "/v1/keys"), ("DELETE", "/v1/keys/{key_id}")}
+         ("POST", "/v1/keys"), ("DELETE", "/v1/keys/{key_id}"),
+         # adapter releases: the history names who acted, so reading it is an admin's too
+         ("PUT", "/v1/adapters/{name}/aliases/{alias}"), ("DELETE", "/v1/adapters/{name}/aliases/{alias}"),
+         ("DELETE", "/v1/adapters/{name}/versions/{version}"), ("GET", "/v1/adapters/{name}/history"),
+         ("POST", "/v1/adapters/{name}/promote"), ("POST", "/v1/adapters/{name}/rollback")}
 
 
 def policies() -> dict[tuple[str, str], str]:

@@ -78,6 +78,9 @@ def test_replica_weights_round_trip_through_the_environment(monkeypatch, base):
     served = with_merged_weights(base, ref)
     assert served.source == ref.path and served.tokenizer == base.source  # base tokenizer, merged weights
     assert with_merged_weights(base, None) is base
+    digested = AdapterRef("tutor", 4, "/models/tutor/v4/merged", digest="ab" * 32)  # versions since digests
+    monkeypatch.setenv(WEIGHTS_ENV, weights_env(digested)[WEIGHTS_ENV])
+    assert weights_from_env() == digested and weights_from_env().engine_name == "tutor@v4-abababababab"
     assert weights_env(None) == {WEIGHTS_ENV: None}
     monkeypatch.delenv(WEIGHTS_ENV)
     assert weights_from_env() is None

@@ -35,7 +35,8 @@ def test_industries_models_and_budgets_come_from_the_config(doc):
 
 
 @pytest.mark.parametrize("model,valid", [("ecommerce", True), ("smollm2-135m-instruct", True),
-                                         ("ecommerce:my-adapter", True), ("gpt-4", False), ("", False)])
+                                         ("ecommerce:my-adapter", True), ("ecommerce:my-adapter@canary", True),
+                                         ("ecommerce:my-adapter@v3", True), ("gpt-4", False), ("", False)])
 def test_the_model_field_accepts_what_the_service_serves(doc, model, valid):
     schema = body_schema(doc, "ChatCompletionRequest")
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}

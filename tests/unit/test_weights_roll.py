@@ -205,7 +205,7 @@ class Api(Admin):
         self.active_weights = Weights()
         self.pending_rolls = Pending()
         merged = Adapter("tutor", SOLO, REF.path, 1, 4, 0.0, {}, kind="merged")
-        self.adapters = SimpleNamespace(require=lambda _name: asyncio.sleep(0, merged))
+        self.adapters = SimpleNamespace(resolve=lambda _spec: asyncio.sleep(0, merged))
 
 
 async def test_activation_waits_for_a_roll_in_progress(monkeypatch, config):
@@ -247,3 +247,21 @@ async def test_a_refused_deploy_leaves_the_active_weights_as_they_were(monkeypat
     with pytest.raises(ConflictError, match="cannot roll tiny-gptj: the controller refused it"):
         await api.set_weights(SOLO, WeightsRequest(adapter="tutor"))
     assert api.active_weights.active == {SOLO: None} and api.active_weights.claimed == set()
+
+
+async def test_an_alias_is_resolved_at_activation_and_the_weights_record_the_version(monkeypatch, config):
+    from deployments.state.adapter_releases import AdapterRegistry
+    from tests.fakes import MemoryStore
+
+    Controller(monkeypatch, config, [status("HEALTHY", RUNNING=1)])
+    api = Api(config)
+    api.adapters = AdapterRegistry(MemoryStore())
+    for number, alias in ((1, "stable"), (2, "canary")):
+        await api.adapters.register(Adapter("tutor", SOLO, f"/adapters/tutor/v{number}/merged", 0, 4, 0.0, {},
+                                            kind="merged", digest=str(number) * 64), alias, None)
+    answer = await api.set_weights(SOLO, WeightsRequest(adapter="tutor@canary"))
+    assert answer["adapter"] == "tutor@v2"
+    active = api.active_weights.active[SOLO]
+    assert (active.version, active.digest, active.path) == (2, "2" * 64, "/adapters/tutor/v2/merged")
+    await api.adapters.move("tutor", "canary", version=1)  # moving the alias later rolls nothing
+    assert api.active_weights.active[SOLO].version == 2

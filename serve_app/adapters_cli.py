@@ -1,0 +1,109 @@
+"""`copyserve adapters`: adapter releases through a running service's HTTP API (list, history, alias moves,
+promote, rollback). Changing needs an admin key (``--api-key`` or ``COPYSERVE_API_KEY``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import httpx
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _aliases(table: dict) -> str:
+    return ", ".join(f"{a}=v{v}" for a, v in sorted(table.items())) or "-"
+
+
+def show_list(answer: dict) -> str:
+    rows = [["NAME", "MODEL", "KIND", "SERVES", "DIGEST", "VERSIONS", "ALIASES"]]
+    for a in answer["data"]:
+        rows.append([a["name"], a["base_model"], a["kind"], f"v{a['version']}", (a.get("digest") or "-")[:12],
+                     " ".join(f"v{v['version']}" for v in a.get("versions", [])), _aliases(a.get("aliases", {}))])
+    return _table(rows) if answer["data"] else "no adapters registered"
+
+
+def show_history(answer: dict) -> str:
+    rows = [["AT", "WHO", "ACTION", "ALIAS", "FROM", "TO", "REASON"]]
+    for e in answer["data"]:
+        version = lambda v: "-" if v is None else f"v{v}"  # noqa: E731
+        rows.append([time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e.get("who") or "-",
+                     e["action"], e.get("alias") or "-", version(e.get("from")), version(e.get("to")),
+                     e.get("reason") or ""])
+    return _table(rows) if answer["data"] else f"no history for {answer.get('name')}"
+
+
+def show_move(answer: dict) -> str:
+    before = f"v{answer['from']}" if answer.get("from") else "unset"
+    return f"{answer['name']}@{answer['alias']}: {before} -> v{answer['to']}\naliases: {_aliases(answer['aliases'])}"
+
+
+def request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
+    """The HTTP call a command makes: method, path, body."""
+    reason = {"reason": args.reason} if getattr(args, "reason", None) else {}
+    if args.action == "list":
+        return "GET", "/v1/adapters", None
+    if args.action == "history":
+        return "GET", f"/v1/adapters/{args.name}/history?limit={args.limit}", None
+    if args.action == "promote":
+        return "POST", f"/v1/adapters/{args.name}/promote", {"from": args.from_, "to": args.to, **reason}
+    if args.action == "rollback":
+        return "POST", f"/v1/adapters/{args.name}/rollback", {"alias": args.alias, **reason}
+    version = int(args.version) if args.version.isdigit() and len(args.version) < 8 else args.version
+    return "PUT", f"/v1/adapters/{args.name}/aliases/{args.alias}", {"version": version, **reason}
+
+
+SHOW = {"list": show_list, "history": show_history, "promote": show_move, "rollback": show_move, "alias": show_move}
+
+
+def run(args: argparse.Namespace) -> int:
+    method, path, body = request(args)
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    with httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=args.timeout) as client:
+        response = client.request(method, path, json=body)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"error": {"message": response.text}}
+    if not response.is_success:
+        print(f"copyserve: {response.status_code}: {answer.get('error', {}).get('message', answer)}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, ensure_ascii=False, indent=2) if args.json else SHOW[args.action](answer))
+    return 0
+
+
+def add_commands(sub) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
+    common.add_argument("--api-key", "--key", dest="api_key", default=os.environ.get("COPYSERVE_API_KEY"),
+                        help="an API key (an admin key to change anything); or set COPYSERVE_API_KEY")
+    common.add_argument("--json", action="store_true", help="print the service's JSON answer")
+    common.add_argument("--timeout", type=float, default=30)
+    changing = argparse.ArgumentParser(add_help=False)
+    changing.add_argument("--reason", help="recorded in the history")
+
+    a = sub.add_parser("adapters", help="adapter versions and aliases on a running service")
+    actions = a.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", parents=[common], help="every adapter: versions, digests, aliases")
+    h = actions.add_parser("history", parents=[common], help="registrations and alias moves, newest first")
+    h.add_argument("name")
+    h.add_argument("--limit", type=int, default=50)
+    p = actions.add_parser("promote", parents=[common, changing], help="move one alias onto another's version")
+    p.add_argument("name")
+    p.add_argument("--from", dest="from_", default="canary", help="the alias whose version is promoted")
+    p.add_argument("--to", default="stable", help="the alias that moves")
+    r = actions.add_parser("rollback", parents=[common, changing],
+                           help="move an alias back to where it pointed before its last move")
+    r.add_argument("name")
+    r.add_argument("--alias", default="stable")
+    m = actions.add_parser("alias", parents=[common, changing], help="point an alias at a version")
+    m.add_argument("name")
+    m.add_argument("alias")
+    m.add_argument("version", help="3, v3 or at least 8 hex digits of the version's digest")
+    a.set_defaults(func=run)
