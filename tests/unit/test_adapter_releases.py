@@ -198,11 +198,12 @@ async def test_two_versions_never_share_an_engine_name_or_a_cache_key(api, tmp_p
     plan = CopyPlan(RoutePlan(model=LORA_MODEL, industry="finance"), "en", [{"role": "user", "content": "x"}], 64,
                     api.config.routes[0].quality)
     body = CopyRequest(industry="finance", product="mug", temperature=0)
-    keys = {CopyPipeline.cache_material(body, replace(plan, adapter=ref)) for ref in
+    sampling = CopyPipeline.sampling(body, plan)
+    keys = {CopyPipeline.cache_material(body, replace(plan, adapter=ref), sampling) for ref in
             (one, two, replace(two, digest="f" * 64), None)}
     assert len(keys) == 4  # per version, and per content even under one version number
-    assert f'"adapter":"{two.engine_name}"' in CopyPipeline.cache_material(body, replace(plan, adapter=two))
-    merged = CopyPipeline.cache_material(body, plan, weights=AdapterRef("tutor", 3, "/m", digest="a" * 64))
+    assert f'"adapter":"{two.engine_name}"' in CopyPipeline.cache_material(body, replace(plan, adapter=two), sampling)
+    merged = CopyPipeline.cache_material(body, plan, sampling, weights=AdapterRef("tutor", 3, "/m", digest="a" * 64))
     assert '"adapter":"tutor@v3-aaaaaaaaaaaa"' in merged
 
 
