@@ -21,11 +21,13 @@ from contracts.config import load_config, models_home
 from deployments.model_server import deployment_name
 from deployments.state.keys import KeyStore
 from deployments.state.store import RedisStore
+from finetune.config import TrainConfig
 from finetune.embedded_models import prepare
+from finetune.train import train
 from serve_app import serve_control
 from serve_app.builder import local_ray_env
 from serve_app.serve_config import build_serve_config
-from tests.integration.helpers import free_port
+from tests.integration.helpers import free_port, write_dataset
 
 CONFIG = Path(__file__).parent.parent / "configs" / "integration.yaml"
 METRICS_REPORT_MS = 1000  # how often replicas hand their metrics to Ray's exporter in the tests
@@ -150,3 +152,22 @@ def model_handle(base_url, app_config):
         return serve.get_deployment_handle(deployment_name(model), app_name=app_config.server.app_name)
 
     return get
+
+
+ADAPTER_ROWS = [(f"Travel mug {i}", "leak-proof|hot", f"Mug {i} keeps coffee hot for hours. Leak-proof lid. Buy now.")
+                for i in range(12)]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Two versions of a tiny-qwen3 adapter that differ (different seeds): trained once for the adapter tests."""
+    folder = tmp_path_factory.mktemp("adapters")
+    data = write_dataset(folder / "mugs.csv", ADAPTER_ROWS)
+    base = prepare(models_home(), ("tiny-qwen3",))["tiny-qwen3"]
+    out = {}
+    for version, seed in (("v1", 0), ("v2", 1)):
+        out[version] = folder / version
+        train(TrainConfig(base_model=base, family="qwen3", data=data, output=out[version], industry="finance",
+                          rank=4, epochs=2, batch_size=4, learning_rate=2e-2, max_length=160, seed=seed),
+              progress=False)
+    return out

@@ -8,32 +8,8 @@ import time
 
 import pytest
 
-from contracts.config import models_home
-from finetune.config import TrainConfig
-from finetune.embedded_models import prepare
-from finetune.train import train
-from tests.integration.helpers import write_dataset
-
-ROWS = [(f"Travel mug {i}", "leak-proof|hot", f"Mug {i} keeps coffee hot for hours. Leak-proof lid. Buy now.")
-        for i in range(12)]
 PROMPT = {"industry": "finance", "product": "Travel mug 3", "temperature": 0, "max_tokens": 12,
           "postprocess": False}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Two versions of a tiny-qwen3 adapter that differ (different seeds and step counts)."""
-    folder = tmp_path_factory.mktemp("adapters")
-    data = folder / "mugs.csv"
-    write_dataset(data, ROWS)
-    base = prepare(models_home(), ("tiny-qwen3",))["tiny-qwen3"]
-    out = {}
-    for version, seed in (("v1", 0), ("v2", 1)):
-        out[version] = folder / version
-        train(TrainConfig(base_model=base, family="qwen3", data=data, output=out[version], industry="finance",
-                          rank=4, epochs=2, batch_size=4, learning_rate=2e-2, max_length=160, seed=seed),
-              progress=False)
-    return out
 
 
 def test_register_use_swap_and_delete(admin, client, trained):
@@ -134,16 +110,21 @@ def test_registration_reads_only_the_adapter_roots_and_says_nothing_of_other_pat
 
 
 def test_user_keys_see_no_paths_and_versions_get_their_own_engine_ids(admin, client, trained):
-    ids = set()
-    for _ in range(2):
-        r = admin.post("/v1/adapters", json={"name": "seen", "base_model": "tiny-qwen3", "path": str(trained["v1"])})
-        assert r.status_code == 201
-        ids.add(r.json()["lora_id"])
-    assert len(ids) == 2  # a counter, not a hash of name and version: two versions never share an id
+    first, second = (admin.post("/v1/adapters", json={"name": "seen", "base_model": "tiny-qwen3",
+                                                     "path": str(trained[v])}) for v in ("v1", "v2"))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["lora_id"] != second.json()["lora_id"]  # a counter: two versions never share an id
+    assert first.json()["digest"] != second.json()["digest"]
+    # The same content again (v1, now under stable's v2) is a no-op that says so: no third version, no new id.
+    again = admin.post("/v1/adapters", json={"name": "seen", "base_model": "tiny-qwen3", "path": str(trained["v1"])})
+    assert again.status_code == 200 and again.json()["unchanged"] is True
+    assert (again.json()["version"], again.json()["lora_id"]) == (first.json()["version"], first.json()["lora_id"])
     as_admin = admin.get("/v1/adapters/seen").json()
     as_user = client.get("/v1/adapters/seen").json()
-    assert as_admin["path"] == str(trained["v1"].resolve()) and "manifest" in as_admin
+    assert as_admin["path"] == str(trained["v2"].resolve()) and "manifest" in as_admin
+    assert as_admin["aliases"] == {"stable": second.json()["version"]} and len(as_admin["versions"]) == 2
     assert {"path", "manifest", "lora_id"}.isdisjoint(as_user) and as_user["version"] == as_admin["version"]
+    assert all({"path", "lora_id"}.isdisjoint(v) for v in as_user["versions"])
     listed = next(a for a in client.get("/v1/adapters").json()["data"] if a["name"] == "seen")
     assert "path" not in listed
 
