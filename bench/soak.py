@@ -4,8 +4,9 @@
 
 The mix, by weight: cache hits of /v1/copy, short generations (copy and chat), streams cut off after
 their first event, bad inputs (unknown industry, bad JSON, wrong types, unknown paths), /v1/models and
-/healthz. Prints requests and errors by status, each Ray worker's RSS at start, after warm-up and at the
-end, and the growth after warm-up. Goal (issue 13): 0 × 5xx, RSS growth < 5% after warm-up.
+/healthz. Prints requests and errors by status, each Ray worker's RSS at start, after warm-up, half-way and
+at the end, the growth after warm-up and in the second half alone (a leak grows in both halves alike; a
+cache filling up does not). Goal (issue 13): 0 × 5xx, RSS growth < 5% after warm-up.
 """
 
 from __future__ import annotations
@@ -98,17 +99,18 @@ async def soak(url: str, requests: int, concurrency: int, headers: dict, seed: i
     return statuses
 
 
-def rss_table(start: dict, warm: dict, end: dict) -> tuple[list[str], float, float]:
-    lines, warm_total, end_total = [], 0, 0
+def rss_table(start: dict, warm: dict, mid: dict, end: dict) -> tuple[list[str], dict[str, float]]:
+    lines, totals = [], dict.fromkeys(("warm", "mid", "end"), 0.0)
     for pid, (name, rss) in sorted(end.items(), key=lambda kv: -kv[1][1]):
-        if pid not in warm:
+        if pid not in warm or pid not in mid:
             continue  # a process that came later (a replaced replica) has no warm figure
-        w = warm[pid][1]
+        w, m = warm[pid][1], mid[pid][1]
         s = start.get(pid, (name, w))[1]
-        warm_total, end_total = warm_total + w, end_total + rss
-        mib = [f"{v / 2**20:.0f}" for v in (s, w, rss)]
-        lines.append(f"| {name} | {' | '.join(mib)} | {(rss - w) / w * 100:+.1f}% |")
-    return lines, warm_total, end_total
+        for k, v in (("warm", w), ("mid", m), ("end", rss)):
+            totals[k] += v
+        mib = [f"{v / 2**20:.0f}" for v in (s, w, m, rss)]
+        lines.append(f"| {name} | {' | '.join(mib)} | {(rss - w) / w * 100:+.1f}% | {(rss - m) / m * 100:+.1f}% |")
+    return lines, totals
 
 
 def main() -> None:
@@ -130,24 +132,30 @@ def main() -> None:
     warm_statuses = asyncio.run(soak(args.url, args.warmup, args.concurrency, headers, args.seed))
     warm = ray_workers()
     print(f"[soak] {args.requests} requests, {args.concurrency} clients", file=sys.stderr)
-    began = time.monotonic()
-    statuses = asyncio.run(soak(args.url, args.requests, args.concurrency, headers, args.seed + 1))
+    began, half = time.monotonic(), args.requests // 2
+    statuses = asyncio.run(soak(args.url, half, args.concurrency, headers, args.seed + 1))
+    mid = ray_workers()
+    statuses += asyncio.run(soak(args.url, args.requests - half, args.concurrency, headers, args.seed + 2))
     elapsed = time.monotonic() - began
     end = ray_workers()
 
     server_errors = sum(n for s, n in statuses.items() if not isinstance(s, int) or s >= 500)
-    lines, warm_total, end_total = rss_table(start, warm, end)
-    growth = (end_total - warm_total) / warm_total * 100
+    lines, totals = rss_table(start, warm, mid, end)
+    growth = (totals["end"] - totals["warm"]) / totals["warm"] * 100
+    second_half = (totals["end"] - totals["mid"]) / totals["mid"] * 100
     print(f"\n{sum(statuses.values())} requests in {elapsed:.0f}s ({sum(statuses.values()) / elapsed:.0f}/s), "
           f"by status: {dict(sorted(statuses.items(), key=str))}; 5xx or dropped: {server_errors}")
-    print("\n| process | RSS start MiB | after warm-up | end | growth after warm-up |\n| --- | --- | --- | --- | --- |")
+    print("\n| process | RSS start MiB | after warm-up | half-way | end | growth after warm-up | in the 2nd half |"
+          "\n| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(lines))
-    print(f"| total | | {warm_total / 2**20:.0f} | {end_total / 2**20:.0f} | {growth:+.1f}% |")
+    print(f"| total | | {totals['warm'] / 2**20:.0f} | {totals['mid'] / 2**20:.0f} | {totals['end'] / 2**20:.0f} "
+          f"| {growth:+.1f}% | {second_half:+.1f}% |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"statuses": {str(k): v for k, v in statuses.items()}, "warmup_statuses":
                        {str(k): v for k, v in warm_statuses.items()}, "elapsed_s": elapsed,
-                       "server_errors": server_errors, "rss_growth_pct": growth}, f, indent=2)
+                       "server_errors": server_errors, "rss_growth_pct": growth,
+                       "rss_growth_second_half_pct": second_half}, f, indent=2)
 
 
 if __name__ == "__main__":

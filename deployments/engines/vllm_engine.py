@@ -140,7 +140,7 @@ class VLLMEngine(LLMEngine):
     def _sampling_params(self, request: GenerationRequest, prompt_tokens: int,
                          tools: ToolCallReader | None = None) -> SamplingParams:
         s = request.sampling
-        return SamplingParams(
+        params = dict(
             n=s.n, temperature=s.temperature, top_p=s.top_p, seed=s.seed, stop=list(s.stop) or None,
             presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty,
             max_tokens=self._max_tokens(s.max_tokens, prompt_tokens, s.fit_max_tokens),
@@ -148,8 +148,11 @@ class VLLMEngine(LLMEngine):
             logprobs=s.logprobs,
             structured_outputs=(StructuredOutputsParams(json=s.json_schema) if s.json_schema else
                                 StructuredOutputsParams(json_object=True) if s.json_object else None),
-            **(tools.sampling_overrides() if tools else {}),
         )
+        # "auto" tool calls: the parser's own settings (special tokens kept, strict functions' grammar) win;
+        # such a request has no response_format of its own (the ingress refuses the pair).
+        params.update(tools.sampling_overrides() if tools else {})
+        return SamplingParams(**params)
 
     async def _lora(self, ref: AdapterRef | None) -> LoRARequest | None:
         """Load an adapter version before its first request, so a bad one fails only its own requests."""

@@ -78,3 +78,18 @@ def test_strict_functions_are_constrained_by_vllms_structural_tag(tokenizer):
     assert reader(tokenizer).sampling_overrides()["structured_outputs"] is None
     constrained = reader(tokenizer, (strict,)).sampling_overrides()["structured_outputs"]
     assert "<tool_call>" in constrained.structural_tag and "get_price" in constrained.structural_tag
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_the_engine_builds_vllm_sampling_params_with_the_parsers_settings(tokenizer, monkeypatch, strict):
+    """The engine's own SamplingParams call, as a request in "auto" mode reaches it (no engine started)."""
+    from deployments.engines.vllm_engine import VLLMEngine
+
+    monkeypatch.setattr(VLLMEngine, "max_model_len", property(lambda self: 2048))
+    function = {**PRICE, "function": {**PRICE["function"], "strict": True}} if strict else PRICE
+    tools = reader(tokenizer, (function,))
+    request = GenerationRequest("r", SamplingOptions(temperature=0, top_p=1.0, max_tokens=16), tools=(function,),
+                                messages=({"role": "user", "content": "Price of A1?"},), auto_tools=True)
+    params = VLLMEngine(MODEL)._sampling_params(request, 10, tools)
+    assert params.skip_special_tokens is False and params.max_tokens == 16
+    assert (params.structured_outputs is not None) == strict
