@@ -95,7 +95,7 @@ def by_sku(name: str) -> dict:
         "additionalProperties": False}}}
 
 
-@pytest.mark.parametrize("model", ["ecommerce", "finance"])  # a template without tools, and Qwen3's with them
+@pytest.mark.parametrize("model", ["ecommerce", "finance"])  # two engines: forced calls work on every model
 def test_tool_calls_are_written_under_the_functions_schemas(oai, model):
     ask = [{"role": "user", "content": "What does SKU A42 cost?"}]
     tools = [by_sku("get_price"), by_sku("in_stock")]
@@ -134,18 +134,16 @@ def test_tool_calls_are_written_under_the_functions_schemas(oai, model):
 
 
 def test_auto_lets_qwen3_choose_and_vllms_parser_reads_its_calls(oai):
-    """tiny-qwen3 names the hermes parser. Its weights are random, so it rarely writes a call: what must hold
-    is that the tools reach its template, that text and calls are told apart consistently, and that a stream
-    says what the whole answer says."""
+    """tiny-qwen3 names the hermes parser. Its weights are random (and its chat template, SmolLM2's, does not
+    describe tools), so it rarely writes a call: what must hold is that "auto" is served, that text and calls
+    are told apart consistently, and that a stream says what the whole answer says. vLLM's parser on a real
+    call is tests/unit/test_vllm_tools.py."""
     ask = [{"role": "user", "content": "What does SKU A42 cost?"}]
     tools = [by_sku("get_price"), by_sku("in_stock")]
-    plain = oai.chat.completions.create(model="finance", max_tokens=16, temperature=0, messages=ask, tools=tools,
-                                        tool_choice="none")
     for choice in (None, "auto"):
         kwargs = {"tool_choice": choice} if choice else {}
         r = oai.chat.completions.create(model="finance", max_tokens=16, temperature=0, messages=ask, tools=tools,
                                         **kwargs)
-        assert r.usage.prompt_tokens > plain.usage.prompt_tokens  # the template describes the tools
         message, finish = r.choices[0].message, r.choices[0].finish_reason
         assert (finish == "tool_calls") == bool(message.tool_calls)
         assert "<tool_call>" not in (message.content or "")
