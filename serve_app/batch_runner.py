@@ -5,7 +5,8 @@ sends each request through the same handler its endpoint uses (same validation, 
 adapters, token reservations), ``batch.concurrency`` lines at a time so live requests keep their
 latency. Each line's result is written to Redis once, under its line number: a runner that dies loses
 nothing, and the one that takes the batch over skips what is done (no line is answered twice). The
-output and error files are written at the end, in input order.
+output and error files are written at the end, in input order, each in one pass: the file store may be
+object storage, which cannot append.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from contracts import metrics
 from contracts.config import BatchConfig
 from contracts.errors import ServiceUnavailableError
 from deployments.state.batches import BatchStore
+from deployments.state.files import CHUNK
 from deployments.state.keys import KeyStore
 
 logger = logging.getLogger("copyserve.batches")
@@ -81,6 +83,18 @@ def response_line(custom_id: str, status: int, request_id: str, body: dict) -> d
             "response": {"status_code": status, "request_id": request_id, "body": body}, "error": None}
 
 
+def jsonl_parts(rows: list[dict], part_bytes: int = CHUNK) -> Iterator[bytes]:
+    """The rows as JSONL, in parts of about ``part_bytes``: the file store uploads them as they come."""
+    part = bytearray()
+    for row in rows:
+        part += (json.dumps(row, ensure_ascii=False) + "\n").encode()
+        if len(part) >= part_bytes:
+            yield bytes(part)
+            part.clear()
+    if part:
+        yield bytes(part)
+
+
 def succeeded(result: dict) -> bool:
     return result["error"] is None and 200 <= result["response"]["status_code"] < 300
 
@@ -138,7 +152,7 @@ class BatchRunner:
         """The lines still to run (the invalid ones recorded as errors), the batch marked in progress; None
         when the batch ended here (its input is gone) or must wait (Redis is down)."""
         try:
-            lines, invalid = parse_lines(self.batches.path(batch["input_file_id"]).read_bytes(), batch["endpoint"])
+            lines, invalid = parse_lines(await self.batches.files.read(batch["input_file_id"]), batch["endpoint"])
         except OSError:
             await self._end(batch, "failed", errors=[{"code": "input_file_missing", "line": None,
                                                       "message": "the input file is gone from the file store"}])
@@ -199,9 +213,8 @@ class BatchRunner:
         for kind, keep in (("output", True), ("error", False)):
             rows = [results[n] for n in sorted(results) if succeeded(results[n]) == keep]
             if rows:
-                data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
                 meta = await self.batches.create_file(batch["owner"], f"{batch['id']}_{kind}.jsonl", "batch_output",
-                                                      data)
+                                                      jsonl_parts(rows))
                 if meta is None:  # the answers stay in Redis until their files are written
                     logger.warning("batch %s: the %s file could not be registered; a runner will try again",
                                    batch["id"], kind)

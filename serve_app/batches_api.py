@@ -11,7 +11,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from contracts.errors import (
@@ -23,6 +23,7 @@ from contracts.errors import (
     to_error_body,
 )
 from deployments import model_calls
+from deployments.state.files import CHUNK, TooLarge
 from serve_app.access import Caller, caller, owner_of
 from serve_app.batch_runner import COMPLETION_WINDOW_S, ENDPOINTS, parse_lines
 from serve_app.http import FastJSONResponse, internal_request, validation_error
@@ -59,15 +60,20 @@ class BatchesAPI:
             raise InvalidRequestError(f"purpose {purpose!r} is not served here: upload batch input files with "
                                       "purpose 'batch'", "purpose")
         limit = self.config.batch.max_file_bytes
-        data = await file.read(limit + 1)
-        if len(data) > limit:
+
+        async def parts():
+            while part := await file.read(CHUNK):
+                yield part
+
+        try:  # streamed into the store, counted as it goes: the limit holds without the file in memory
+            meta = await self.batches.create_file(owner_of(key), file.filename or "upload.jsonl", purpose, parts(),
+                                                  limit)
+        except TooLarge:
             raise PayloadTooLargeError(f"the file is larger than the limit of {limit} bytes (batch.max_file_bytes); "
-                                       "split it into several batches", "file")
-        try:
-            meta = await self.batches.create_file(owner_of(key), file.filename or "upload.jsonl", purpose, data)
+                                       "split it into several batches", "file") from None
         except OSError as err:
-            raise ServiceUnavailableError(f"the file store cannot take the file now ({err.strerror}); try again "
-                                          "later") from None
+            raise ServiceUnavailableError(f"the file store cannot take the file now ({err.strerror or err}); try "
+                                          "again later") from None
         if meta is None:
             raise ServiceUnavailableError("redis is unavailable: the file was not stored; try again")
         return FastJSONResponse(public(meta))
@@ -85,10 +91,11 @@ class BatchesAPI:
     async def file_content(self, file_id: str, key: Caller):
         meta = await self._file(owner_of(key), file_id)
         try:
-            data = self.batches.path(meta["id"]).read_bytes()
+            size, parts = await self.batches.files.open(meta["id"])
         except OSError:
             raise NotFoundError(f"the content of file {file_id} is gone from the file store", "file_id") from None
-        return Response(data, media_type="application/jsonl")
+        headers = {"Content-Length": str(size)} if size is not None else None
+        return StreamingResponse(parts, media_type="application/jsonl", headers=headers)
 
     @router.delete("/v1/files/{file_id}")
     async def delete_file(self, file_id: str, key: Caller):
@@ -120,7 +127,7 @@ class BatchesAPI:
             raise InvalidRequestError(f"file {body.input_file_id} has purpose {meta['purpose']!r}, not 'batch'",
                                       "input_file_id")
         try:
-            lines, invalid = parse_lines(self.batches.path(meta["id"]).read_bytes(), body.endpoint)
+            lines, invalid = parse_lines(await self.batches.files.read(meta["id"]), body.endpoint)
         except OSError:
             raise NotFoundError(f"the content of file {body.input_file_id} is gone from the file store",
                                 "input_file_id") from None

@@ -153,8 +153,12 @@ class SessionConfig(Strict):
 class BatchConfig(Strict):
     """The OpenAI Batch API: uploaded JSONL files run line by line beside live traffic."""
 
-    files_dir: str = Field("batch-files", description="Where uploaded and result files are kept (relative: from "
-                                                      "where the service starts).")
+    files_dir: str = Field(
+        "batch-files",
+        description="Where uploaded and result files are kept: a local folder (relative: from where the service "
+                    "starts) or an fsspec URL for object storage (s3://bucket/prefix, gs://..., az://...; install "
+                    "the object-storage extra). Credentials come from the environment or fsspec's own config, "
+                    "never from this file.")
     max_file_bytes: int = Field(50_000_000, ge=1024, description="Larger uploads get 413.")
     max_lines: int = Field(50_000, ge=1, description="Requests one batch may hold.")
     concurrency: int = Field(2, ge=1, le=256, description="Lines of one batch in flight at once, per ingress replica: "

@@ -1,6 +1,6 @@
-"""Batch API state: uploaded files (bytes on disk, metadata in Redis) and batches (their record, one
-result per line, the runner's lease). Every file and batch belongs to the key that made it: reads by
-another owner find nothing.
+"""Batch API state: uploaded files (bytes in the file store of ``files.py``, metadata in Redis) and
+batches (their record, one result per line, the runner's lease). Every file and batch belongs to the
+key that made it: reads by another owner find nothing.
 
 Keys (under the configured prefix):
     file:<id>               JSON metadata of a file, with its owner
@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 
 from contracts.config import BatchConfig
 from contracts.errors import ServiceUnavailableError
+from deployments.state.files import Data, FileStore
 from deployments.state.store import RedisStore
 
 RENEW = """
@@ -40,7 +40,7 @@ def owner_name(owner: str | None) -> str:
 class BatchStore:
     def __init__(self, store: RedisStore, config: BatchConfig):
         self.store, self.config = store, config
-        self.folder = Path(config.files_dir).expanduser()
+        self.files = FileStore(config.files_dir)
         self._renew = store.client.register_script(RENEW) if store.client is not None else None
 
     async def _read(self, fn):
@@ -53,16 +53,14 @@ class BatchStore:
 
     # --- files -------------------------------------------------------------------------------------
 
-    def path(self, file_id: str) -> Path:
-        return self.folder / f"{file_id}.jsonl"
-
-    async def create_file(self, owner: str | None, filename: str, purpose: str, data: bytes) -> dict | None:
-        """Store the bytes, then the metadata; None when Redis is unavailable (nothing is left behind)."""
+    async def create_file(self, owner: str | None, filename: str, purpose: str, data: Data,
+                          limit: int | None = None) -> dict | None:
+        """Store the bytes (or parts of them, streamed; ``TooLarge`` past ``limit``), then the metadata; None
+        when Redis is unavailable (nothing is left behind)."""
         file_id = f"file-{uuid.uuid4().hex[:24]}"
-        meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+        size = await self.files.write(file_id, data, limit)
+        meta = {"id": file_id, "object": "file", "bytes": size, "created_at": int(time.time()),
                 "filename": filename, "purpose": purpose, "status": "processed", "owner": owner_name(owner)}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path(file_id).write_bytes(data)
 
         async def write(r):
             await r.set(self.store.key("file", file_id), json.dumps(meta), ex=self.config.ttl_s)
@@ -70,7 +68,7 @@ class BatchStore:
             return True
 
         if not await self.store.call(write, default=False):
-            self.path(file_id).unlink(missing_ok=True)
+            await self.files.delete(file_id)
             return None
         return meta
 
@@ -102,7 +100,7 @@ class BatchStore:
 
         if not await self.store.call(write, default=False):
             return False
-        self.path(file_id).unlink(missing_ok=True)
+        await self.files.delete(file_id)
         return True
 
     # --- batches -----------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_a_runner_that_dies_mid_batch_is_taken_over_and_no_line_is_answered_twic
                 await asyncio.sleep(0.1)
         finally:
             second.cancel()
-        out = batches.path(batch["output_file_id"]).read_text(), batch
+        out = (await batches.files.read(batch["output_file_id"])).decode(), batch
         await store.close()
         return out, answered_by_first
 
