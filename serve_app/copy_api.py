@@ -69,8 +69,10 @@ class CopyAPI:
             if body.session_id:
                 await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
             metrics.record_copy(payload, "miss" if cache_key else "off", time.monotonic() - received)
+            self.evaluation.record(payload)  # new evidence for the version that wrote it (a hit is none)
 
-        return await self._run(body, plan, sampling, key, request_id, received, finish, lambda: cache_s)
+        return await self._run(body, plan, sampling, key, request_id, received, finish, lambda: cache_s,
+                               lambda: self.evaluation.record_error(plan.adapter or weights))
 
     @router.post("/v1/copy/revise", response_model=CopyResponse)
     async def revise(self, body: RevisionRequest, request: Request, key: Caller):
@@ -84,8 +86,9 @@ class CopyAPI:
         return await self._run(body, plan, self.pipeline.sampling(body, plan), key, request_id, received, finish)
 
     async def _run(self, body, plan, sampling: SamplingOptions, key: ApiKey | None, request_id: str, received: float,
-                   finish, cache_s=lambda: 0.0) -> Response:
-        """Generate (whole or streamed) under a token reservation of ``n × max_tokens``, settled at the end."""
+                   finish, cache_s=lambda: 0.0, failed=lambda: None) -> Response:
+        """Generate (whole or streamed) under a token reservation of ``n × max_tokens``, settled at the end.
+        ``failed`` is told when generating fails (not the reservation, a client gone, or the bookkeeping after)."""
         reserve = sampling.n * sampling.max_tokens
 
         async def done(payload: dict, reservation) -> None:
@@ -94,16 +97,27 @@ class CopyAPI:
 
         if not body.stream:
             async with self.access.metered(key, reserve) as reservation:
-                payload = await self.pipeline.run(body, plan, sampling, request_id, received)
+                try:
+                    payload = await self.pipeline.run(body, plan, sampling, request_id, received)
+                except Exception:
+                    failed()
+                    raise
                 await done(payload, reservation)
             return FastJSONResponse(payload, headers={"X-Cache": "miss", **server_timing(cache_s())})
 
         async def events():
             async with self.access.metered(key, reserve) as reservation:
-                async for event in self.pipeline.stream(body, plan, sampling, request_id, received):
-                    if event["type"] == "final":
-                        await done({k: v for k, v in event.items() if k != "type"}, reservation)
-                    yield event
+                answered = False
+                try:
+                    async for event in self.pipeline.stream(body, plan, sampling, request_id, received):
+                        if event["type"] == "final":
+                            answered = True
+                            await done({k: v for k, v in event.items() if k != "type"}, reservation)
+                        yield event
+                except Exception:
+                    if not answered:
+                        failed()
+                    raise
 
         return await self._answer(body, events(), request_id, "miss")
 

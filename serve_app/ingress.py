@@ -7,7 +7,7 @@ who may call them (the dependencies in access.py):
     openai_api.py     /v1/chat/completions, /v1/completions (wire format: openai_format.py)
     discovery_api.py  /v1/models, /v1/usage, /healthz, /openapi.json, /docs, the studio at /
     admin_api.py      /v1/routes, /v1/models/{model}/weights, /v1/keys
-    releases_api.py   /v1/adapters: versions, aliases, promote, rollback, history
+    releases_api.py   /v1/adapters: versions, aliases, promote, rollback, history, evaluation
     batches_api.py    /v1/files, /v1/batches (the OpenAI Batch API; lines run in batch_runner.py)
 
 The FastAPI app itself (error handlers, middleware) is ``api_app.py``."""
@@ -25,6 +25,7 @@ from contracts.process import freeze_startup_heap
 from deployments.adapters import AdapterRef, serves_merged
 from deployments.merged_weights import ActiveWeights, PendingRolls
 from deployments.router import Router
+from deployments.state.adapter_eval import AdapterEvaluation
 from deployments.state.adapter_releases import AdapterRegistry
 from deployments.state.batches import BatchStore
 from deployments.state.cache import ResponseCache
@@ -73,6 +74,7 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, BatchesAP
         self.sessions = SessionStore(self.redis, config.sessions)
         self.keys = KeyStore(self.redis, config.auth.outage_grace_s)
         self.adapters = AdapterRegistry(self.redis)
+        self.evaluation = AdapterEvaluation(self.redis)
         self.active_weights = ActiveWeights(self.redis)
         self.live_routes = LiveRoutes(self.redis)
         self.pending_rolls = PendingRolls(self.redis)

@@ -1,5 +1,6 @@
 """Adapter releases (a mixin of ``Ingress``): register versions, move aliases, promote, roll back, read the
-history. Reading the registry needs any key; changing it, and its history, an admin key."""
+history and the versions' evaluation. Reading the registry and the evaluation needs any key; changing the
+registry, and its history, an admin key."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 from fastapi import APIRouter, Depends, Response
 
-from contracts.errors import ConflictError, InvalidRequestError, NotFoundError
+from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from deployments.adapters import (
     STABLE,
     Selector,
@@ -17,6 +18,7 @@ from deployments.adapters import (
     parse_version,
     serves_merged,
 )
+from deployments.evaluation import report
 from deployments.state.adapter_releases import Release, rollback_target
 from deployments.state.keys import ApiKey
 from serve_app.access import AdminCaller, Caller, admin, caller
@@ -33,7 +35,8 @@ def who(key: ApiKey | None) -> str | None:
 
 
 class ReleasesAPI:
-    """Uses the ingress's state: adapters (the registry), router (live routes), active_weights, models, config."""
+    """Uses the ingress's state: adapters (the registry), evaluation (the versions' scores), router (live routes),
+    active_weights, models, config."""
 
     @admin_only.post("/v1/adapters", status_code=201)
     async def register_adapter(self, body: AdapterRegisterRequest, response: Response, key: AdminCaller):
@@ -58,6 +61,16 @@ class ReleasesAPI:
     @keyed.get("/v1/adapters/{name}")
     async def get_adapter(self, name: str, key: Caller):
         return (await self.adapters.require(name)).public(key is None or key.role == "admin")
+
+    @keyed.get("/v1/adapters/{name}/evaluation")
+    async def adapter_evaluation(self, name: str):
+        """Each version's answers scored (means and rates with 95% intervals, errors), and each alias's version
+        against stable's. Scores are no secret: any key reads them, as it reads versions and digests."""
+        release = await self.adapters.require(name)
+        sums = await self.evaluation.read(name, sorted(release.versions))
+        if sums is None:
+            raise ServiceUnavailableError("the adapter evaluation (redis) is unavailable")
+        return report(name, release.aliases, {v: a.digest for v, a in release.versions.items()}, sums)
 
     @admin_only.get("/v1/adapters/{name}/history")
     async def adapter_history(self, name: str, limit: int = 100):

@@ -137,6 +137,20 @@ class MemoryRedis:
     async def lrange(self, key: str, start: int, end: int) -> list[str]:
         return self.lists.get(key, [])[start:end + 1]
 
+    async def hincrbyfloat(self, key: str, field: str, amount: float) -> float:
+        value = float(self.hash(key).get(field, 0)) + float(amount)
+        self.hash(key)[field] = repr(value)
+        return value
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        return dict(self.hashes.get(key, {}))
+
+    async def delete(self, *keys: str) -> int:
+        return sum(self.hashes.pop(k, None) is not None for k in keys)
+
+    def pipeline(self, transaction: bool = True) -> MemoryPipeline:
+        return MemoryPipeline(self)
+
     def register_script(self, text: str):
         from deployments.state import adapter_scripts as lua
 
@@ -148,6 +162,23 @@ class MemoryRedis:
             return twin(keys, args)
 
         return run
+
+
+class MemoryPipeline:
+    """redis-py's pipeline: commands queued without awaiting, run in order by ``execute``."""
+
+    def __init__(self, db: MemoryRedis):
+        self.db, self.queued = db, []
+
+    def __getattr__(self, command: str):
+        def queue(*args):
+            self.queued.append((getattr(self.db, command), args))
+            return self
+
+        return queue
+
+    async def execute(self) -> list:
+        return [await command(*args) for command, args in self.queued]
 
 
 class RegistryScripts:

@@ -3,7 +3,8 @@
 Keys (under the store's prefix; the layout and the scripts are in ``adapter_scripts.py``):
 ``adapter:<name>:versions``, ``adapter:<name>:digests``, ``adapter:<name>:aliases``, ``adapter:<name>:history``,
 ``adapter-names``, and from before versions were kept ``adapters`` (name -> latest record, moved into the
-versioned keys on first touch), ``adapter-versions`` (the per-name counter) and ``adapter-lora-ids``.
+versioned keys on first touch), ``adapter-versions`` (the per-name counter) and ``adapter-lora-ids``. Deletes
+also remove the versions' scores, ``adapter:<name>:eval:v<N>`` (``adapter_eval.py``).
 
 Requests resolve their adapter here on every request (one script call, no cache in the ingress), so an alias
 moved by any replica is what every replica serves from its next request on.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from deployments.adapters import STABLE, Adapter, Selector, parse_spec
 from deployments.state import adapter_scripts as lua
+from deployments.state.adapter_eval import evaluation_key
 from deployments.state.store import RedisStore
 
 _DOWN = object()
@@ -225,6 +227,20 @@ class AdapterRegistry:
             raise ConflictError(f"{name}@v{version} is what alias {held.replace(',', ', ')} points at: move "
                                 f"{'them' if ',' in held else 'it'} first (PUT /v1/adapters/{name}/aliases/...)",
                                 "version")
+        await self._forget(name, [version])
 
     async def delete(self, name: str, who: str | None = None, reason: str | None = None) -> bool:
-        return bool(await self._run("DELETE", name, entry("delete", None, who, reason)))
+        deleted = bool(await self._run("DELETE", name, entry("delete", None, who, reason)))
+        if deleted:
+            await self._forget(name)
+        return deleted
+
+    async def _forget(self, name: str, versions: list[int] | None = None) -> None:
+        """The scores of ``versions`` (every number the name was ever given: none is given twice), after the
+        script: best effort, as a key left behind by an outage belongs to a number no content gets again."""
+        async def drop(r):
+            numbers = versions or range(1, int(await r.hget(self.store.key("adapter-versions"), name) or 0) + 1)
+            if keys := [evaluation_key(self.store, name, v) for v in numbers]:
+                await r.delete(*keys)
+
+        await self.store.call(drop)

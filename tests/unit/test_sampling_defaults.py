@@ -15,12 +15,13 @@ from deployments.channels import catalogue
 from deployments.generation import Completion, GenerationRequest, SamplingOptions
 from deployments.prompts import TemplateLibrary
 from deployments.router import Router
+from deployments.state.adapter_eval import AdapterEvaluation
 from serve_app.copy_api import CopyAPI
 from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, CopyPipeline, with_channel
 from serve_app.openai_api import OpenAIAPI
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.protocol import CopyRequest, RevisionRequest
-from tests.fakes import FakeMethod
+from tests.fakes import FakeMethod, MemoryStore
 
 MODEL_DEFAULT = 77  # the model's default_max_tokens: unlike any `length` budget, so each is told apart
 CONFIG = parse_config({
@@ -130,6 +131,7 @@ class CopyEndpoint(CopyAPI):
         self.model = fake_model()
         self.access, self.cache = FakeAccess(), FakeCache()
         self.pipeline = CopyPipeline(Router(CONFIG), {"qwen-small": self.model}, {}, None, None, None)
+        self.evaluation = AdapterEvaluation(MemoryStore())
 
     async def _merged_weights(self, model: str) -> None:
         return None
