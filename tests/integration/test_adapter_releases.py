@@ -1,6 +1,8 @@
 """Adapter releases over HTTP on the real engine: content-addressed versions, aliases a request can name,
 promote and roll back in one call each, the history of every move, and what a user key may see or do."""
 
+from tests.integration.helpers import wait_for
+
 PROMPT = {"industry": "finance", "product": "Travel mug 5", "temperature": 0, "max_tokens": 12,
           "postprocess": False}
 
@@ -25,6 +27,19 @@ def test_versions_aliases_promote_rollback_and_history(admin, client, trained):
     for spec in ("rel@canary", f"rel@v{v2}", f"rel@{second.json()['digest'][:8]}"):
         assert served(spec)["adapter"] == f"rel@v{v2}", spec
     assert served("rel@canary")["raw_text"] != stable["raw_text"]  # two versions, two sets of weights
+
+    # Every answer is evidence for its version (recorded off the response path, so polled).
+    def evaluated():
+        report = client.get("/v1/adapters/rel/evaluation").json()
+        samples = {v["version"]: v["samples"] for v in report["versions"]}
+        return report if samples.get(v1) == 1 and samples.get(v2) == 4 else None
+
+    report = wait_for(evaluated, 30)
+    assert report, client.get("/v1/adapters/rel/evaluation").text
+    canary = next(v for v in report["versions"] if v["version"] == v2)
+    assert canary["metrics"]["total_ms"]["n"] == 4 and canary["metrics"]["total_ms"]["mean"] > 0
+    assert "sentiment" not in canary["metrics"]  # post-processing off: no score, not a score of 0
+    assert "total_ms" in report["compare"]["canary_vs_stable"]
 
     # A cached answer of the old stable version is never served once stable moves.
     cached = {**PROMPT, "adapter": "rel"}
