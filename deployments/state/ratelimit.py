@@ -60,6 +60,11 @@ class RateLimiter:
         self.store, self.window_ms = store, window_s * 1000
         self._script = store.client.register_script(ACQUIRE) if store.client is not None else None
 
+    def _retry_after_s(self, wait_ms) -> int:
+        """Whole seconds until the oldest entry leaves the window, at most the window: each caller stamps its
+        own clock, so an entry stamped a moment after this caller's now would otherwise count beyond it."""
+        return min(max(1, math.ceil(int(wait_ms) / 1000)), max(1, self.window_ms // 1000))
+
     def _tokens_key(self, key_id: str) -> str:
         return self.store.key("rl", "tokens", key_id)
 
@@ -73,7 +78,7 @@ class RateLimiter:
         if result is None:  # redis down: fail open
             return Decision(True)
         admitted, wait_ms = result
-        return Decision(True) if int(admitted) else Decision(False, max(1, math.ceil(int(wait_ms) / 1000)), "requests")
+        return Decision(True) if int(admitted) else Decision(False, self._retry_after_s(wait_ms), "requests")
 
     async def reserve(self, key_id: str, tokens_limit: int | None, tokens: int) -> tuple[Decision, Reservation]:
         """Hold ``tokens`` in the key's window when they fit under ``tokens_limit``."""
@@ -86,7 +91,7 @@ class RateLimiter:
             return Decision(True), replace(reservation, settled=True)
         admitted, wait_ms = result
         if not int(admitted):
-            return Decision(False, max(1, math.ceil(int(wait_ms) / 1000)), "tokens"), replace(reservation, settled=True)
+            return Decision(False, self._retry_after_s(wait_ms), "tokens"), replace(reservation, settled=True)
         return Decision(True), reservation
 
     async def settle(self, reservation: Reservation, tokens: int, label: str) -> None:
