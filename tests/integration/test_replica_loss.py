@@ -32,6 +32,16 @@ def wait_replaced(app_name: str, victim: dict, timeout_s: float = 600) -> tuple[
     return running, time.monotonic() - killed_at
 
 
+def busy_replica_pid(handle, timeout_s: float = 30) -> int:
+    """The pid of a replica that has requests in its engine right now (whichever one answers first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = handle.stats.remote().result()
+        if stats["unfinished_requests"] > 0:
+            return stats["pid"]
+    raise AssertionError("no model replica had a request in its engine under load")
+
+
 def test_killed_replica_is_replaced_and_at_most_one_percent_fails(client, app_config):
     app_name = app_config.server.app_name
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
@@ -57,7 +67,7 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     retries_before = total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT)
     with SteadyLoad(client, BODY, pause_s=PAUSE_S) as load:
         time.sleep(5)
-        victim_pid = model_handle(MODEL).stats.remote().result()["pid"]
+        victim_pid = busy_replica_pid(model_handle(MODEL))  # work in its engine: retried, not lost
         victim = next(r for r in before if r["pid"] == victim_pid)
         engines = [p for p in psutil.Process(victim_pid).children(recursive=True)
                    if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline())]
