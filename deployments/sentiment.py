@@ -32,13 +32,14 @@ class SentimentBackend(ABC):
 
 
 class LexiconBackend(SentimentBackend):
-    """Offline: TextBlob polarity (English lexicon) and SnowNLP (Chinese, trained on reviews)."""
+    """Offline: TextBlob polarity (English lexicon) and SnowNLP's review model (Chinese; ``zh_sentiment``)."""
 
     def __init__(self):
-        from snownlp import SnowNLP
         from textblob import TextBlob
 
-        self._en, self._zh = TextBlob, SnowNLP
+        from deployments.zh_sentiment import ReviewBayes
+
+        self._en, self._zh = TextBlob, ReviewBayes()
 
     def score(self, texts: list[str], languages: list[str]) -> list[float]:
         scores = []
@@ -46,7 +47,7 @@ class LexiconBackend(SentimentBackend):
             if not text.strip():
                 scores.append(0.5)
             elif language == "zh":
-                scores.append(float(self._zh(text).sentiments))
+                scores.append(self._zh.positive(text))
             else:
                 scores.append((self._en(text).sentiment.polarity + 1) / 2)
         return scores
