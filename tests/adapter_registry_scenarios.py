@@ -1,6 +1,6 @@
 """What the adapter registry does, as scenarios run against any store: the unit tests run them on
-tests/fakes.py's MemoryStore (the Lua scripts' Python twins), tests/integration/test_adapter_releases_store.py
-on a real redis-server (the scripts themselves): the twins cannot drift from the scripts unnoticed."""
+tests/fakes.py's MemoryStore (fakeredis, which runs the real Lua scripts in process),
+tests/integration/test_adapter_releases_store.py on a real redis-server."""
 
 from __future__ import annotations
 
@@ -90,13 +90,14 @@ async def moves_check_the_version_and_who_moved(registry: AdapterRegistry, _stor
     assert rollback_target(history, "stable") == 1
 
 
-async def history_is_capped(registry: AdapterRegistry, _store) -> None:
+async def history_is_capped(registry: AdapterRegistry, store) -> None:
     await registry.register(version("busy", D1), "stable", None)
     await registry.register(version("busy", D2), None, None)
     for i in range(HISTORY_CAP + 5):
         await registry.move("busy", "canary", version=1 + i % 2)
     history = await registry.history("busy")
     assert len(history) == HISTORY_CAP and history[0]["to"] == 1 + (HISTORY_CAP + 4) % 2
+    assert await store.client.llen(store.key("adapter", "busy", "history")) == HISTORY_CAP  # not just what is read
 
 
 async def a_version_an_alias_holds_stays_and_deleting_frees_its_content(registry: AdapterRegistry, _store) -> None:

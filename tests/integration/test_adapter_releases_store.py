@@ -1,5 +1,5 @@
 """The adapter registry's Redis structures and Lua scripts against a real redis-server (no Serve app needed):
-the scenarios of tests/adapter_registry_scenarios.py, which the unit tests run on the scripts' Python twins."""
+the scenarios of tests/adapter_registry_scenarios.py, which the unit tests run on fakeredis."""
 
 from __future__ import annotations
 

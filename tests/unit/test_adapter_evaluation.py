@@ -133,13 +133,14 @@ async def test_a_copy_records_its_version_and_scores(stream):
         await sse_finish(response)
     await api.evaluation.drain()
     assert response.status_code == 200 and api.asked == ["mugs@canary"]
-    m = moments(api.store.client.hashes[KEY])
-    assert float(api.store.client.hashes[KEY]["samples"]) == 1
+    hashes = await api.store.hashes()
+    m = moments(hashes[KEY])
+    assert float(hashes[KEY]["samples"]) == 1
     assert {k: v.total for k, v in m.items()} == pytest.approx({
         "error": 0, "attempts": 1, "sentiment": 0.9, "polish_edits": 1, "compliance_edits": 1, "compliance_flags": 0,
         "cut_by_length": 0, "total_ms": m["total_ms"].total, "first_token_ms": 40.0})
     assert all(v.n == 1 for v in m.values()) and m["total_ms"].total >= 0
-    assert list(api.store.client.hashes) == [KEY]  # nothing for any other version
+    assert list(hashes) == [KEY]  # nothing for any other version
 
 
 async def test_a_cache_hit_is_no_new_evidence():
@@ -147,7 +148,7 @@ async def test_a_cache_hit_is_no_new_evidence():
     api = CopyEndpoint(hit=cached)
     response = await api.copy(body(), http_request())
     await api.evaluation.drain()
-    assert response.status_code == 200 and api.store.client.hashes == {}
+    assert response.status_code == 200 and await api.store.hashes() == {}
 
 
 async def test_a_failed_copy_counts_an_error_for_its_version():
@@ -163,7 +164,7 @@ async def test_a_failed_copy_counts_an_error_for_its_version():
     events = [chunk async for chunk in response.body_iterator]
     assert json.loads(events[-1].removeprefix("data: "))["type"] == "error"
     await api.evaluation.drain()
-    fields = api.store.client.hashes[KEY]
+    fields = (await api.store.hashes())[KEY]
     assert "samples" not in fields and (float(fields["error:n"]), float(fields["error:sum"])) == (2, 2)
 
 
@@ -178,7 +179,8 @@ async def test_the_copy_is_answered_whatever_recording_does(store):
     api = CopyEndpoint(store)
     response = await api.copy(body(), http_request())
     await api.evaluation.drain()
-    assert response.status_code == 200 and store.client.hashes == {}
+    store.down = False  # Redis back: nothing was written meanwhile
+    assert response.status_code == 200 and await store.hashes() == {}
 
 
 # --- GET /v1/adapters/{name}/evaluation -------------------------------------------------------------------
@@ -252,13 +254,14 @@ async def test_deletes_remove_scores_and_registering_again_keeps_them(api, tmp_p
     await register(tmp_path, "mugs", 3.0, alias=None)
     for version in (1, 2, 3):
         await scores(api, version, [0.5])
-    hashes = api.adapters.store.client.hashes
+    store = api.adapters.store
     assert (await register(tmp_path, "mugs", 1.0)).json()["unchanged"] is True
-    assert float(hashes["test:adapter:mugs:eval:v1"]["samples"]) == 1  # same content: same scores
+    assert float((await store.hashes())["test:adapter:mugs:eval:v1"]["samples"]) == 1  # same content: same scores
     assert (await call("DELETE", "/v1/adapters/mugs/versions/v3")).status_code == 200
+    hashes = await store.hashes()
     assert "test:adapter:mugs:eval:v3" not in hashes and "test:adapter:mugs:eval:v2" in hashes
     assert (await call("DELETE", "/v1/adapters/mugs")).status_code == 200
-    assert not [k for k in hashes if ":eval:" in k]
+    assert not [k for k in await store.hashes() if ":eval:" in k]
     # the numbers go on after a delete: a new version starts from nothing
     assert (await register(tmp_path, "mugs", 1.0)).json()["version"] == 4
     assert (await call("GET", "/v1/adapters/mugs/evaluation", USER)).json()["versions"][0]["samples"] == 0

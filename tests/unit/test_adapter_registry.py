@@ -1,5 +1,5 @@
-"""The adapter registry's logic on the Lua scripts' Python twins (tests/fakes.py): the same scenarios run against
-a real redis-server in tests/integration/test_adapter_releases_store.py."""
+"""The adapter registry on fakeredis (tests/fakes.py's MemoryStore: the real store and Lua scripts, in process): the
+same scenarios run against a real redis-server in tests/integration/test_adapter_releases_store.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Adapter releases over HTTP, in process (httpx's ASGITransport, the ingress's real routes and access checks),
-on the registry's in-memory twin: content-addressed versions, aliases, promote, rollback, version deletes,
-and how requests name a version."""
+on the registry over fakeredis (its real Lua scripts, in process): content-addressed versions, aliases, promote,
+rollback, version deletes, and how requests name a version."""
 
 from __future__ import annotations
 
