@@ -5,6 +5,7 @@ registry, and its history, an admin key."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Response
 
@@ -117,9 +118,7 @@ class ReleasesAPI:
         if alias == STABLE:
             raise InvalidRequestError(f"the {STABLE} alias is what a bare name serves: move it instead "
                                       f"(PUT /v1/adapters/{name}/aliases/{STABLE})", "alias")
-        routes = [f"route {industry} (variant {v['name']})" for industry, variants in
-                  (await self.router.live_routes()).items() for v in variants if v.get("adapter") == f"{name}@{alias}"]
-        if routes:
+        if routes := await self._routes_naming(lambda spec: spec == f"{name}@{alias}"):
             raise ConflictError(f"{name}@{alias} is named by {'; '.join(routes)}: point those elsewhere first",
                                 "alias")
         if not await self.adapters.unalias(name, alias, who(key)):
@@ -167,16 +166,17 @@ class ReleasesAPI:
     async def _adapter_users(self, name: str, release: Release | None = None, version: int | None = None) -> list[str]:
         """Live routes and active merged weights that serve ``name`` (any version, or the one ``version`` whose
         record ``release`` holds): deleting it would break them. A route naming an alias is held by the alias."""
-        users = []
-        for industry, variants in (await self.router.live_routes()).items():
-            for v in variants:
-                if v.get("adapter") and self._pins(v["adapter"], name, release, version):
-                    users.append(f"route {industry} (variant {v['name']})")
+        users = await self._routes_naming(lambda spec: self._pins(spec, name, release, version))
         for model in self.config.models:
             active = await self.active_weights.get(model.name) if serves_merged(model) else None
             if active is not None and active.name == name and version in (None, active.version):
                 users.append(f"the weights of model {model.name}")
         return users
+
+    async def _routes_naming(self, names: Callable[[str], bool]) -> list[str]:
+        """The live routes' variants whose adapter spec ``names`` accepts, as the 409s list them."""
+        return [f"route {industry} (variant {v['name']})" for industry, variants in
+                (await self.router.live_routes()).items() for v in variants if v.get("adapter") and names(v["adapter"])]
 
     @staticmethod
     def _pins(spec: str, name: str, release: Release | None, version: int | None) -> bool:
