@@ -2,7 +2,7 @@
 
 A runner claims one batch at a time through a lease in Redis, checks its input file line by line, and
 sends each request through the same handler its endpoint uses (same validation, messages, cache,
-adapters, token reservations), ``batch.concurrency`` lines at a time so live requests keep their
+adapters, token reservations), ``batch.concurrency`` lines in flight so live requests keep their
 latency. Each line's result is written to Redis once, under its line number: a runner that dies loses
 nothing, and the one that takes the batch over skips what is done (no line is answered twice). The
 output and error files are written at the end, in input order, each in one pass: the file store may be
@@ -28,6 +28,7 @@ from deployments.state.keys import KeyStore
 
 logger = logging.getLogger("copyserve.batches")
 POLL_S = 1.0
+CHECK_S = 1.0  # how often a running batch reads its cancel flag, renews its lease and saves its progress
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/copy")
 COMPLETION_WINDOW_S = 24 * 3600
 # (endpoint, body, key, request id) -> (status, body, seconds to wait before a retry when the status is 429)
@@ -129,23 +130,43 @@ class BatchRunner:
         pending = await self._pending(batch)
         if pending is None:
             return
-        saved_at = time.monotonic()
-        for start in range(0, len(pending), self.config.concurrency):
-            stop, errors, key = await self._before_round(batch)
-            if stop == "lost":
-                logger.warning("batch %s: lease lost to another runner; leaving it", batch_id)
-                return
-            if stop:
-                return await self._end(batch, stop, errors)
-            chunk = pending[start:start + self.config.concurrency]
-            for outcome in await asyncio.gather(*(self._run_one(batch, line, key) for line in chunk)):
+        counts = batch["request_counts"]
+        todo = iter(pending)  # shared by the workers: each line is taken once
+        stop: list[tuple[str, list[dict] | None]] = []  # why the batch stops early, once a check finds it
+        checked = {"at": float("-inf"), "key": None}
+        lock = asyncio.Lock()
+
+        async def may_go_on() -> bool:
+            """The batch's checks (cancel, lease, expiry, key), run for all workers at most once per CHECK_S,
+            each time saving the progress GET /v1/batches/{id} shows: not a write per line."""
+            async with lock:
+                if not stop and time.monotonic() - checked["at"] >= CHECK_S:
+                    reason, errors, checked["key"] = await self._before_round(batch)
+                    checked["at"] = time.monotonic()
+                    if reason:
+                        stop.append((reason, errors))
+                    else:
+                        await self.batches.save(batch)
+            return not stop
+
+        async def worker() -> None:
+            # A window, not rounds: a worker takes the next line as soon as its own ends, so the engine never
+            # waits for a round's longest answer.
+            for line in todo:
+                if not await may_go_on():
+                    return
+                outcome = await self._run_one(batch, line, checked["key"])
                 if outcome is not None:  # None: another runner had answered the line already
-                    batch["request_counts"]["completed" if outcome else "failed"] += 1
+                    counts["completed" if outcome else "failed"] += 1
                     metrics.BATCH_LINES.inc(tags={"endpoint": batch["endpoint"], "outcome": "ok" if outcome else
                                                   "failed"})
-            if time.monotonic() - saved_at >= 1.0:  # progress for GET /v1/batches/{id}, not a write a line
-                await self.batches.save(batch)
-                saved_at = time.monotonic()
+
+        await asyncio.gather(*(worker() for _ in range(self.config.concurrency)))
+        if stop and stop[0][0] == "lost":
+            logger.warning("batch %s: lease lost to another runner; leaving it", batch_id)
+            return
+        if stop:
+            return await self._end(batch, *stop[0])
         await self._end(batch, "cancelled" if await self.batches.cancel_requested(batch_id) else "completed")
 
     async def _pending(self, batch: dict) -> list[Line] | None:
