@@ -38,6 +38,13 @@ MODEL_CALL_RETRIES = Counter("copyserve_model_call_retries",
                              tag_keys=("deployment",))
 QUEUE_FULL = Counter("copyserve_queue_full", description="Model calls refused (503) by a full deployment queue.",
                      tag_keys=("deployment",))
+SHADOWS = Counter("copyserve_shadow_copies", description="Shadow copies (a route's shadow share), by adapter name and "
+                  "outcome: win, loss or tie against the answer served; error; skipped: busy (the replica's "
+                  "shadow_max_in_flight reached), overloaded (a full model queue), same (the shadow version served "
+                  "it), unservable (the shadow names no LoRA adapter of a served model).",
+                  tag_keys=("adapter", "outcome"))
+AUTO_MOVES = Counter("copyserve_adapter_auto_moves", description="Alias moves made by release policies, by adapter "
+                     "name and action (promote, rollback).", tag_keys=("adapter", "action"))
 BATCH_LINES = Counter("copyserve_batch_lines", description="Batch lines answered, by endpoint and outcome "
                       "(ok: a 2xx answer; failed: an error answer or a line that was not a request).",
                       tag_keys=("endpoint", "outcome"))

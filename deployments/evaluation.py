@@ -6,6 +6,9 @@ for a mean and a variance, and additions commute, so every ingress replica adds 
 get normal-approximation intervals, rates (0/1 metrics) Wilson intervals; a difference between two versions is
 Welch's (unpooled variances) for means and Newcombe's (from the two Wilson intervals) for rates, both of
 which stay honest with unequal traffic shares and, for rates, at 0% or 100%.
+
+Shadowed requests (a route's ``shadow``) add pairs: the shadow version's answer against the served one to the
+same request, judged win / loss / tie by ``judge``; a version's win rate is wins / (wins + losses), Wilson.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ METRICS = {
     "polish_edits": Metric(False, "lower"),
     "compliance_edits": Metric(False, "lower"),  # compliance rules that replaced or flagged a term
     "compliance_flags": Metric(False, "lower"),  # terms left in and flagged for a human
+    "flagged": Metric(True, "lower"),  # answers with at least one compliance flag (release policies bound it)
     "attempts": Metric(False, "lower"),  # the quality gate's
     "cut_by_length": Metric(True, "lower"),
     "within_channel_limits": Metric(True, "higher"),
@@ -49,6 +53,7 @@ def observe(payload: dict) -> dict[str, float]:
         compliance = [e for e in edits if e.get("rule") == "compliance"]
         values |= {"polish_edits": float(len(edits)), "compliance_edits": float(len(compliance)),
                    "compliance_flags": float(sum(1 for e in compliance if e.get("flagged")))}
+        values["flagged"] = float(values["compliance_flags"] > 0)
     reasons, texts = payload.get("finish_reasons") or [], payload.get("texts") or []
     if reasons:
         # the answered draft's reason: with n > 1 the others were not what the caller got
@@ -71,6 +76,67 @@ def within_limits(channel, fields: dict) -> bool:
         if any(measure(str(v), f.unit) > f.limit for v in (value if isinstance(value, list) else [value])):
             return False
     return True
+
+
+# --- shadowed pairs -------------------------------------------------------------------------------------------
+
+OUTCOMES = ("win", "loss", "tie")
+SENTIMENT_MARGIN = 0.05  # closer sentiment scores are the scorer's noise on two similar texts, not a difference
+LIVE_ONLY = ("total_ms", "first_token_ms")  # a shadow waits behind live traffic: its latency measures the queue
+
+
+def judge(shadow: dict[str, float], served: dict[str, float]) -> str:
+    """The shadow's answer against the served one to the same request (both as ``observe`` gives them): "win",
+    "loss" or "tie". The first criterion that differs decides, in this order:
+
+    1. compliance flags: fewer wins (terms left for a human to clear: legal risk comes first);
+    2. limits: within the channel's limits and not cut at max_tokens beats outside them or cut;
+    3. polish edits: fewer wins (less the rules had to fix);
+    4. sentiment: higher wins, by more than ``SENTIMENT_MARGIN``.
+
+    A criterion one side has no value for is skipped (postprocess off: no edits, no sentiment); equal on all:
+    "tie". A shadow that failed is a loss (the caller records it; nothing to judge here)."""
+    for mine, theirs, lower_wins, margin in (
+            (shadow.get("compliance_flags"), served.get("compliance_flags"), True, 0.0),
+            (_within(shadow), _within(served), False, 0.0),
+            (shadow.get("polish_edits"), served.get("polish_edits"), True, 0.0),
+            (shadow.get("sentiment"), served.get("sentiment"), False, SENTIMENT_MARGIN)):
+        if mine is None or theirs is None or abs(mine - theirs) <= margin:
+            continue
+        return "win" if (mine < theirs) == lower_wins else "loss"
+    return "tie"
+
+
+def _within(values: dict[str, float]) -> float | None:
+    """1 within limits and not cut, 0 otherwise; None when the answer has neither measure."""
+    within, cut = values.get("within_channel_limits"), values.get("cut_by_length")
+    if within is None and cut is None:
+        return None
+    return float(within != 0.0 and cut != 1.0)
+
+
+def pair_field(served: str, outcome: str) -> str:
+    """The eval hash field counting ``outcome`` against answers ``served`` (a tag, ``name@vN``, or "base")."""
+    return f"vs:{served}:{outcome}"
+
+
+def pairs(fields: dict[str, str]) -> dict[str, dict[str, int]]:
+    """A version's shadowed pairs from its hash: {served tag: {win, loss, tie}}."""
+    found: dict[str, dict[str, int]] = {}
+    for field, value in fields.items():
+        served, _, outcome = field.removeprefix("vs:").rpartition(":")
+        if field.startswith("vs:") and served and outcome in OUTCOMES:
+            found.setdefault(served, dict.fromkeys(OUTCOMES, 0))[outcome] = int(float(value))
+    return found
+
+
+def win_rate(counts: dict[str, int]) -> dict:
+    """wins / (wins + losses) with a Wilson 95% interval; ties are counted, not in the rate (None: no decided
+    pair yet)."""
+    wins, losses, ties = counts.get("win", 0), counts.get("loss", 0), counts.get("tie", 0)
+    decided = wins + losses
+    return {"wins": wins, "losses": losses, "ties": ties, "rate": _round(wins / decided) if decided else None,
+            "ci95": _rounded(wilson(wins, decided))}
 
 
 @dataclass(frozen=True)
@@ -159,6 +225,8 @@ def report(name: str, aliases: dict[str, int], digests: dict[int, str], sums: di
             "metrics": {k: summary(k, v) for k, v in m.items() if k != "error"},
             "error_rate": summary("error", m["error"]) | {"errors": int(round(m["error"].total))}
             if "error" in m else None,
+            "shadow_samples": int(float(fields.get("shadow_samples", 0))),
+            "pairs": {served: win_rate(counts) for served, counts in sorted(pairs(fields).items())},
         })
     compare = {}
     stable = aliases.get("stable")
@@ -168,6 +236,9 @@ def report(name: str, aliases: dict[str, int], digests: dict[int, str], sums: di
         mine, theirs = found[version], found[stable]
         compare[f"{alias}_vs_stable"] = {k: difference(k, mine[k], theirs[k], (alias, "stable")) for k in METRICS
                                          if k in mine and k in theirs}
+        shadowed = pairs(sums.get(version, {})).get(f"{name}@v{stable}")
+        if shadowed:  # only where this version shadowed answers stable's version wrote
+            compare[f"{alias}_vs_stable"]["win_rate"] = win_rate(shadowed)
     return {"name": name, "aliases": dict(sorted(aliases.items())), "versions": versions, "compare": compare}
 
 

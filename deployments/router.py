@@ -14,19 +14,21 @@ from deployments.adapters import AdapterRef
 from deployments.channels import Channel
 from deployments.postprocess import CJK
 from deployments.prompts import Language, Length, TemplateLibrary
-from deployments.state.routes import LiveRoutes, pick
+from deployments.state.routes import LiveRoute, LiveRoutes, Shadow, pick
 from deployments.state.store import RedisStore
 
 
 @dataclass(frozen=True)
 class RoutePlan:
     """Where one request goes. ``industry`` is None when a client named a model directly;
-    ``adapter`` and ``variant`` come from the live route table (an admin's change or A/B split)."""
+    ``adapter``, ``variant`` and ``shadow`` come from the live route table (an admin's change, A/B split or
+    shadow share)."""
 
     model: str
     industry: str | None = None
     adapter: str | None = None
     variant: str | None = None
+    shadow: Shadow | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,15 @@ class Router:
 
     async def _route(self, industry: str) -> RoutePlan:
         """The live table's choice for an industry when it has one, else the config's route."""
-        variants = await self._live.get(industry)
-        if variants:
-            v = pick(variants)
+        live = await self._live.get(industry)
+        if live and live.variants:
+            v = pick(live.variants)
             if v["model"] in self._models:
-                return RoutePlan(model=v["model"], industry=industry, adapter=v.get("adapter"), variant=v["name"])
+                return RoutePlan(model=v["model"], industry=industry, adapter=v.get("adapter"), variant=v["name"],
+                                 shadow=live.shadow)
         return RoutePlan(model=self._routes[industry].model, industry=industry)
 
-    async def live_routes(self) -> dict[str, list[dict]]:
+    async def live_routes(self) -> dict[str, LiveRoute]:
         return await self._live.all()
 
     async def plan_copy(self, industry: str, product: str, keywords: list[str], tone: str | None,

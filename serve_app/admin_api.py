@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
 from deployments.adapters import serves_merged
 from deployments.model_server import deployment_name
+from deployments.state.routes import LiveRoute, Shadow
 from serve_app import serve_control, weights_roll
 from serve_app.access import admin, caller
 from serve_app.protocol import KeyCreateRequest, RouteUpdateRequest, WeightsRequest
@@ -31,10 +32,11 @@ class AdminAPI:
         live = await self.router.live_routes()
         data = []
         for route in await self.router.routes():
-            variants = live.get(route["industry"])
-            data.append({**route, "source": "live" if variants else "config",
-                         "variants": variants or [{"name": "config", "model": route["model"], "adapter": None,
-                                                   "weight": 1.0}]})
+            found = live.get(route["industry"])
+            data.append({**route, "source": "live" if found else "config",
+                         **(found.public() if found else {"variants": [{"name": "config", "model": route["model"],
+                                                                        "adapter": None, "weight": 1.0}],
+                                                          "shadow": None})})
         return {"object": "list", "data": data}
 
     @admin_only.put("/v1/routes/{industry}")
@@ -48,9 +50,18 @@ class AdminAPI:
                 raise InvalidRequestError(f"variants.{i}.model: no model {v['model']!r}", "model")
             if v["adapter"]:
                 await self._adapter(v["adapter"], v["model"])
-        if not await self.live_routes.set(industry, variants):
+        shadow = None
+        if body.shadow:
+            shadow = Shadow(body.shadow.adapter, body.shadow.share)
+            adapter = await self.adapters.resolve(shadow.adapter, "shadow.adapter")
+            if adapter.kind != "lora" or adapter.base_model not in self.models:
+                raise InvalidRequestError(f"shadow.adapter: {shadow.adapter} ({adapter.ref.tag}) is a {adapter.kind} "
+                                          f"adapter of {adapter.base_model}; a shadow runs a LoRA adapter of a served "
+                                          "model per request", "shadow.adapter")
+        route = LiveRoute(variants, shadow)
+        if not await self.live_routes.set(industry, route):
             raise ServiceUnavailableError("the route table (redis) is unavailable; nothing changed")
-        return {"industry": industry, "variants": variants}
+        return {"industry": industry, **route.public()}
 
     @admin_only.delete("/v1/routes/{industry}")
     async def reset_route(self, industry: str):

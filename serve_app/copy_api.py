@@ -29,7 +29,8 @@ router = APIRouter()
 
 
 class CopyAPI:
-    """Uses the ingress's state: access, pipeline, cache, and its adapter and merged-weights lookups."""
+    """Uses the ingress's state: access, pipeline, cache, evaluation, shadows, and its adapter and merged-weights
+    lookups."""
 
     @router.post("/v1/copy", response_model=CopyResponse)
     async def copy(self, body: CopyRequest, request: Request):
@@ -70,6 +71,7 @@ class CopyAPI:
                 await self.pipeline.remember(owner_of(key), body.session_id, plan, payload)
             metrics.record_copy(payload, "miss" if cache_key else "off", time.monotonic() - received)
             self.evaluation.record(payload)  # new evidence for the version that wrote it (a hit is none)
+            self.shadows.offer(body, plan, sampling, payload, request_id)  # in a task of its own, at batch priority
 
         return await self._run(body, plan, sampling, key, request_id, received, finish, lambda: cache_s,
                                lambda: self.evaluation.record_error(plan.adapter or weights))

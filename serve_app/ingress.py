@@ -8,6 +8,7 @@ who may call them (the dependencies in access.py):
     discovery_api.py  /v1/models, /v1/usage, /healthz, /openapi.json, /docs, the studio at /
     admin_api.py      /v1/routes, /v1/models/{model}/weights, /v1/keys
     releases_api.py   /v1/adapters: versions, aliases, promote, rollback, history, evaluation
+    policy_api.py     /v1/adapters/{name}/policy: automatic promote and rollback
     batches_api.py    /v1/files, /v1/batches (the OpenAI Batch API; lines run in batch_runner.py)
 
 The FastAPI app itself (error handlers, middleware) is ``api_app.py``."""
@@ -24,8 +25,10 @@ from contracts.errors import ConflictError, InvalidRequestError
 from contracts.process import freeze_startup_heap
 from deployments.adapters import AdapterRef, serves_merged
 from deployments.merged_weights import ActiveWeights, PendingRolls
+from deployments.release_autopilot import Autopilot
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
+from deployments.state.adapter_policy import ReleasePolicies
 from deployments.state.adapter_releases import AdapterRegistry
 from deployments.state.batches import BatchStore
 from deployments.state.cache import ResponseCache
@@ -34,7 +37,17 @@ from deployments.state.ratelimit import RateLimiter
 from deployments.state.routes import LiveRoutes
 from deployments.state.sessions import SessionStore
 from deployments.state.store import RedisStore
-from serve_app import access, admin_api, batches_api, copy_api, discovery_api, openai_api, releases_api, weights_roll
+from serve_app import (
+    access,
+    admin_api,
+    batches_api,
+    copy_api,
+    discovery_api,
+    openai_api,
+    policy_api,
+    releases_api,
+    weights_roll,
+)
 from serve_app.access import AccessControl
 from serve_app.admin_api import AdminAPI
 from serve_app.api_app import app
@@ -46,17 +59,20 @@ from serve_app.discovery_api import DiscoveryAPI
 from serve_app.http import configure_edge
 from serve_app.openai_api import OpenAIAPI
 from serve_app.openapi_doc import live_openapi
+from serve_app.policy_api import PolicyAPI
 from serve_app.releases_api import ReleasesAPI
+from serve_app.shadow import ShadowRunner
 
 # Each family's router carries its access dependency (``access.caller``, ``admin``, ``docs_reader``). Included
 # before serve.ingress below, which turns the app's routes into methods of the ingress.
 for family in (admin_api.keyed, admin_api.admin_only, batches_api.router, copy_api.router, discovery_api.public,
-               discovery_api.router, openai_api.router, releases_api.keyed, releases_api.admin_only):
+               discovery_api.router, openai_api.router, releases_api.keyed, releases_api.admin_only, policy_api.keyed,
+               policy_api.admin_only):
     app.include_router(family)
 
 
 @serve.ingress(app)
-class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, BatchesAPI):
+class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, PolicyAPI, BatchesAPI):
     """The one HTTP deployment: holds the handles and the Redis stores; each endpoint family is a mixin."""
 
     def __init__(self, models: dict[str, DeploymentHandle], polish: DeploymentHandle, sentiment: DeploymentHandle,
@@ -75,6 +91,9 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, BatchesAP
         self.keys = KeyStore(self.redis, config.auth.outage_grace_s)
         self.adapters = AdapterRegistry(self.redis)
         self.evaluation = AdapterEvaluation(self.redis)
+        self.policies = ReleasePolicies(self.redis)
+        self.autopilot = Autopilot(self.adapters, self.evaluation, self.policies)
+        self.evaluation.on_written = self.autopilot.poke  # each write of evidence may move an alias
         self.active_weights = ActiveWeights(self.redis)
         self.live_routes = LiveRoutes(self.redis)
         self.pending_rolls = PendingRolls(self.redis)
@@ -84,6 +103,7 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, BatchesAP
                                                                                       self.pending_rolls).run())
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(self.router, models, self.streaming, polish, sentiment, self.sessions)
+        self.shadows = ShadowRunner(self.pipeline, self.adapters, self.evaluation, config.server.shadow_max_in_flight)
         self.batches = BatchStore(self.redis, config.batch)
         # Every ingress replica runs batches (a few lines at a time); a batch is held by one replica at once.
         if self.redis.client is not None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from deployments.adapters import SPEC_PATTERN
 from deployments.generation import SamplingOptions
+from deployments.release_policy import ReleasePolicy
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -197,6 +198,10 @@ class RollbackRequest(ApiRequest):
     reason: Reason | None = None
 
 
+class PolicyRequest(ApiRequest, ReleasePolicy):
+    """``PUT /v1/adapters/{name}/policy`` (admin): when the canary is promoted or rolled back automatically."""
+
+
 class WeightsRequest(ApiRequest):
     """``PUT /v1/models/{model}/weights`` (admin): serve a merged adapter on a model, or base weights (null)."""
 
@@ -216,14 +221,25 @@ class RouteVariant(BaseModel):
     weight: float = Field(1.0, gt=0, le=1000)
 
 
+class RouteShadow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: AdapterSpec = Field(..., description="The LoRA version that writes the shadow copy: `name@canary`, "
+                                 "`name@vN`...; it runs on the model it was trained for.")
+    share: float = Field(..., gt=0, le=1, description="Share of generated answers (cache hits are none) written "
+                         "again in the background, scored and compared with the answer served.")
+
+
 class RouteUpdateRequest(ApiRequest):
-    """``PUT /v1/routes/{industry}`` (admin): one model (+ adapter), or weighted variants for an A/B split."""
+    """``PUT /v1/routes/{industry}`` (admin): one model (+ adapter), or weighted variants for an A/B split; and
+    optionally a shadow."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     adapter: str | None = None
     variants: list[RouteVariant] | None = Field(None, min_length=1, max_length=10)
+    shadow: RouteShadow | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> RouteUpdateRequest:

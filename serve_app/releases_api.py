@@ -174,9 +174,9 @@ class ReleasesAPI:
         return users
 
     async def _routes_naming(self, names: Callable[[str], bool]) -> list[str]:
-        """The live routes' variants whose adapter spec ``names`` accepts, as the 409s list them."""
-        return [f"route {industry} (variant {v['name']})" for industry, variants in
-                (await self.router.live_routes()).items() for v in variants if v.get("adapter") and names(v["adapter"])]
+        """The live routes' variants and shadows whose adapter spec ``names`` accepts, as the 409s list them."""
+        return [f"route {industry} ({where})" for industry, route in (await self.router.live_routes()).items()
+                for where, spec in route.adapters() if names(spec)]
 
     @staticmethod
     def _pins(spec: str, name: str, release: Release | None, version: int | None) -> bool:

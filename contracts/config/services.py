@@ -45,6 +45,10 @@ class ServerConfig(Strict):
         default_factory=lambda: ["adapters"], min_length=1,
         description="Folders adapter registration may read from (relative ones: from where the service starts); "
                     "a path outside them is refused without saying whether it exists.")
+    shadow_max_in_flight: int = Field(
+        4, ge=0, le=256,
+        description="Shadow copies (a live route's `shadow` share) one ingress replica writes at once; past it a "
+                    "shadow is skipped and counted (copyserve_shadow_copies, outcome busy). 0: no shadows.")
     ingress: DeploymentOptions = Field(default_factory=DeploymentOptions)
 
     @model_validator(mode="before")

@@ -4,7 +4,8 @@ Keys (under the store's prefix; the layout and the scripts are in ``adapter_scri
 ``adapter:<name>:versions``, ``adapter:<name>:digests``, ``adapter:<name>:aliases``, ``adapter:<name>:history``,
 ``adapter-names``, and from before versions were kept ``adapters`` (name -> latest record, moved into the
 versioned keys on first touch), ``adapter-versions`` (the per-name counter) and ``adapter-lora-ids``. Deletes
-also remove the versions' scores, ``adapter:<name>:eval:v<N>`` (``adapter_eval.py``).
+also remove the versions' scores, ``adapter:<name>:eval:v<N>`` (``adapter_eval.py``), and a name's delete its
+release policy, ``adapter:<name>:policy`` (``adapter_policy.py``).
 
 Requests resolve their adapter here on every request (one script call, no cache in the ingress), so an alias
 moved by any replica is what every replica serves from its next request on.
@@ -21,6 +22,7 @@ from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, 
 from deployments.adapters import STABLE, Adapter, Selector, parse_spec
 from deployments.state import adapter_scripts as lua
 from deployments.state.adapter_eval import evaluation_key
+from deployments.state.adapter_policy import policy_key
 from deployments.state.store import RedisStore
 
 _DOWN = object()
@@ -196,16 +198,20 @@ class AdapterRegistry:
 
     async def move(self, name: str, alias: str, version: int | None = None, source: str | None = None,
                    expected: int | None | str = "*", who: str | None = None, action: str = "move",
-                   reason: str | None = None) -> Moved:
-        """Point ``alias`` at ``version`` (or at the version alias ``source`` points at), if the alias still
-        points at ``expected`` ('*': anywhere; None: unset)."""
+                   reason: str | None = None, source_at: int | None = None) -> Moved:
+        """Point ``alias`` at ``version`` (or at the version alias ``source`` points at, if that is still
+        ``source_at`` when given), if the alias still points at ``expected`` ('*': anywhere; None: unset)."""
         target = ("alias", source) if source else ("version", str(version))
         current = "" if expected is None else str(expected)
+        checked = [str(source_at)] if source and source_at is not None else []
         status, before, version_seen = await self._run("MOVE", name, alias, *target, current,
-                                                       entry(action, alias, who, reason))
+                                                       entry(action, alias, who, reason), *checked)
         if status == "no-source":
             await self.require(name)
             raise ConflictError(f"adapter {name!r} has no alias {source!r} to {action} from", "from")
+        if status == "source-changed":
+            raise ConflictError(f"alias {source!r} of {name!r} moved meanwhile (now v{version_seen}): look again "
+                                "and retry", "from")
         if status == "no-version":
             await self.require(name)
             raise NotFoundError(f"adapter {name!r} has no version v{version_seen}", "version")
@@ -240,7 +246,10 @@ class AdapterRegistry:
         script: best effort, as a key left behind by an outage belongs to a number no content gets again."""
         async def drop(r):
             numbers = versions or range(1, int(await r.hget(self.store.key("adapter-versions"), name) or 0) + 1)
-            if keys := [evaluation_key(self.store, name, v) for v in numbers]:
+            keys = [evaluation_key(self.store, name, v) for v in numbers]
+            if versions is None:
+                keys.append(policy_key(self.store, name))  # a policy goes with its name
+            if keys:
                 await r.delete(*keys)
 
         await self.store.call(drop)

@@ -88,13 +88,15 @@ return {1, record}
 """
 
 # ARGV: name, alias, source kind (version | alias), source value, expected current version of the alias ('*':
-# any, '' : unset), history entry. Moves the alias onto the version (or onto the source alias's version) if
-# that version exists and the alias still points where the caller saw it. {status, current before, version}.
+# any, '' : unset), history entry, and optionally the version the source alias must still point at (an automatic
+# promote judged that version). Moves the alias onto the version (or onto the source alias's version) if that
+# version exists and both aliases still point where the caller saw them. {status, current before, version}.
 MOVE = PRELUDE + """
 local version = ARGV[4]
 if ARGV[3] == 'alias' then
   version = redis.call('HGET', KEYS[3], ARGV[4])
   if not version then return {'no-source', '', ''} end
+  if ARGV[7] and ARGV[7] ~= '' and version ~= ARGV[7] then return {'source-changed', '', version} end
 end
 if redis.call('HEXISTS', KEYS[1], version) == 0 then return {'no-version', '', version} end
 local current = redis.call('HGET', KEYS[3], ARGV[2]) or ''

@@ -32,7 +32,8 @@ ADMIN = {("PUT", "/v1/routes/{industry}"), ("DELETE", "/v1/routes/{industry}"), 
          # adapter releases: the history names who acted, so reading it is an admin's too
          ("PUT", "/v1/adapters/{name}/aliases/{alias}"), ("DELETE", "/v1/adapters/{name}/aliases/{alias}"),
          ("DELETE", "/v1/adapters/{name}/versions/{version}"), ("GET", "/v1/adapters/{name}/history"),
-         ("POST", "/v1/adapters/{name}/promote"), ("POST", "/v1/adapters/{name}/rollback")}
+         ("POST", "/v1/adapters/{name}/promote"), ("POST", "/v1/adapters/{name}/rollback"),
+         ("PUT", "/v1/adapters/{name}/policy"), ("DELETE", "/v1/adapters/{name}/policy")}
 
 
 def policies() -> dict[tuple[str, str], str]:

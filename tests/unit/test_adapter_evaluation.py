@@ -19,6 +19,7 @@ from deployments.state.adapter_eval import AdapterEvaluation
 from serve_app.copy_api import CopyAPI
 from serve_app.copy_pipeline import CopyPipeline
 from serve_app.protocol import CopyRequest
+from serve_app.shadow import ShadowRunner
 from tests.fakes import FakeMethod, MemoryStore
 from tests.unit.test_adapter_releases import USER, Releases, call, register
 from tests.unit.test_evaluation_stats import answer
@@ -102,6 +103,7 @@ class CopyEndpoint(CopyAPI):
                                      SimpleNamespace(process=FakeMethod(scored)), None)
         self.store = store or MemoryStore()
         self.evaluation = AdapterEvaluation(self.store)
+        self.shadows = ShadowRunner(self.pipeline, None, self.evaluation, max_in_flight=0)
         self.asked: list[str] = []
 
     async def _adapter(self, spec: str, model: str) -> AdapterRef:
@@ -138,7 +140,7 @@ async def test_a_copy_records_its_version_and_scores(stream):
     assert float(hashes[KEY]["samples"]) == 1
     assert {k: v.total for k, v in m.items()} == pytest.approx({
         "error": 0, "attempts": 1, "sentiment": 0.9, "polish_edits": 1, "compliance_edits": 1, "compliance_flags": 0,
-        "cut_by_length": 0, "total_ms": m["total_ms"].total, "first_token_ms": 40.0})
+        "flagged": 0, "cut_by_length": 0, "total_ms": m["total_ms"].total, "first_token_ms": 40.0})
     assert all(v.n == 1 for v in m.values()) and m["total_ms"].total >= 0
     assert list(hashes) == [KEY]  # nothing for any other version
 
@@ -241,7 +243,8 @@ async def test_versions_without_answers_and_no_canary(api, tmp_path):
     await register(tmp_path, "mugs", 1.0)
     got = (await call("GET", "/v1/adapters/mugs/evaluation", USER)).json()
     assert got["versions"][0] | {"digest": ""} == {"version": 1, "digest": "", "aliases": ["stable"], "samples": 0,
-                                                   "metrics": {}, "error_rate": None}
+                                                   "metrics": {}, "error_rate": None, "shadow_samples": 0,
+                                                   "pairs": {}}
     assert got["compare"] == {}
     assert (await call("GET", "/v1/adapters/cups/evaluation", USER)).status_code == 404
     api.adapters.store.down = True

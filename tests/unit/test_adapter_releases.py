@@ -24,6 +24,7 @@ from deployments.router import CopyPlan, RoutePlan
 from deployments.state.adapter_releases import AdapterRegistry
 from deployments.state.keys import ApiKey
 from deployments.state.ratelimit import Decision
+from deployments.state.routes import LiveRoute, Shadow
 from serve_app import access
 from serve_app.access import AccessControl
 from serve_app.api_app import app
@@ -257,11 +258,16 @@ async def test_a_version_in_use_stays(api, tmp_path):
     await register(tmp_path, "mugs", 3.0, alias=None)
     aliased = await call("DELETE", "/v1/adapters/mugs/versions/v2")
     assert aliased.status_code == 409 and "canary" in aliased.json()["error"]["message"]
-    api.router.table = {"finance": [{"name": "B", "model": LORA_MODEL, "adapter": "mugs@v3", "weight": 1.0}]}
+    api.router.table = {"finance": LiveRoute([{"name": "B", "model": LORA_MODEL, "adapter": "mugs@v3", "weight": 1.0}])}
     pinned = await call("DELETE", "/v1/adapters/mugs/versions/v3")
     assert pinned.status_code == 409 and "route finance" in pinned.json()["error"]["message"]
-    api.router.table = {"finance": [{"name": "B", "model": LORA_MODEL, "adapter": "mugs@canary", "weight": 1.0}]}
+    api.router.table = {"finance": LiveRoute([{"name": "B", "model": LORA_MODEL, "adapter": "mugs@canary",
+                                               "weight": 1.0}])}
     assert (await call("DELETE", "/v1/adapters/mugs/aliases/canary")).status_code == 409  # the route names it
+    api.router.table = {"finance": LiveRoute([{"name": "A", "model": LORA_MODEL, "adapter": None, "weight": 1.0}],
+                                             Shadow("mugs@canary", 0.5))}
+    shadowed = await call("DELETE", "/v1/adapters/mugs/aliases/canary")
+    assert shadowed.status_code == 409 and "route finance (shadow)" in shadowed.json()["error"]["message"]
     assert (await call("DELETE", "/v1/adapters/mugs/aliases/stable")).status_code == 400
     assert (await call("DELETE", "/v1/adapters/mugs")).status_code == 409  # the whole adapter: as before
     api.router.table = {}

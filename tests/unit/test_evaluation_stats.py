@@ -63,8 +63,8 @@ def answer(**over) -> dict:
 
 def test_an_answer_as_metric_values():
     assert observe(answer()) == {"error": 0.0, "attempts": 2.0, "sentiment": 0.8, "polish_edits": 3.0,
-                                 "compliance_edits": 2.0, "compliance_flags": 1.0, "cut_by_length": 1.0,
-                                 "total_ms": 120.0}
+                                 "compliance_edits": 2.0, "compliance_flags": 1.0, "flagged": 1.0,
+                                 "cut_by_length": 1.0, "total_ms": 120.0}
     bare = observe(answer(polish=None, sentiment=None, timings={"total_ms": 5, "first_token_ms": 2}))
     assert "polish_edits" not in bare and "sentiment" not in bare and bare["first_token_ms"] == 2
     channel = next(c for c in catalogue().values() if "en" in c.languages)

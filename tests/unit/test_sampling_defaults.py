@@ -21,6 +21,7 @@ from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, CopyPipeline, with_ch
 from serve_app.openai_api import OpenAIAPI
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.protocol import CopyRequest, RevisionRequest
+from serve_app.shadow import ShadowRunner
 from tests.fakes import FakeMethod, MemoryStore
 
 MODEL_DEFAULT = 77  # the model's default_max_tokens: unlike any `length` budget, so each is told apart
@@ -132,6 +133,7 @@ class CopyEndpoint(CopyAPI):
         self.access, self.cache = FakeAccess(), FakeCache()
         self.pipeline = CopyPipeline(Router(CONFIG), {"qwen-small": self.model}, {}, None, None, None)
         self.evaluation = AdapterEvaluation(MemoryStore())
+        self.shadows = ShadowRunner(self.pipeline, None, self.evaluation, max_in_flight=0)
 
     async def _merged_weights(self, model: str) -> None:
         return None
