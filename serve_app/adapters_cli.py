@@ -1,5 +1,6 @@
 """`copyserve adapters`: adapter releases through a running service's HTTP API (list, history, alias moves,
-promote, rollback). Changing needs an admin key (``--api-key`` or ``COPYSERVE_API_KEY``)."""
+promote, rollback, evaluation, release policy). Changing needs an admin key (``--api-key`` or
+``COPYSERVE_API_KEY``)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,57 @@ def show_move(answer: dict) -> str:
     return f"{answer['name']}@{answer['alias']}: {before} -> v{answer['to']}\naliases: {_aliases(answer['aliases'])}"
 
 
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _win_rate(rate: dict | None) -> str:
+    if not rate or rate["rate"] is None:
+        return "-" if not rate else f"- ({rate['ties']} ties)"
+    low, high = rate["ci95"]
+    return (f"{_percent(rate['rate'])} [{_percent(low)}, {_percent(high)}] {rate['wins']}-{rate['losses']} "
+            f"({rate['ties']} ties)")
+
+
+def show_evaluation(answer: dict) -> str:
+    """A row per version; the win rate is on shadowed pairs against the version stable points at."""
+    stable = answer["aliases"].get("stable")
+    rows = [["VERSION", "ALIASES", "SAMPLES", "SHADOWED", "ERRORS", "FLAGGED", "SENTIMENT", "WIN RATE VS STABLE"]]
+    for v in answer["versions"]:
+        means = {name: m["mean"] for name, m in v["metrics"].items()}
+        sentiment = means.get("sentiment")
+        rows.append([f"v{v['version']}", ",".join(v["aliases"]) or "-", str(v["samples"]),
+                     str(v.get("shadow_samples", 0)), _percent((v.get("error_rate") or {}).get("mean")),
+                     _percent(means.get("flagged")), "-" if sentiment is None else f"{sentiment:.3f}",
+                     _win_rate(v.get("pairs", {}).get(f"{answer['name']}@v{stable}"))])
+    return _table(rows)
+
+
+def show_policy(answer: dict) -> str:
+    if answer.get("deleted"):
+        return f"{answer['name']}: release policy deleted"
+    if answer["policy"] is None:
+        return f"{answer['name']}: no release policy"
+    lines = [f"{k}: {'-' if v is None else v}" for k, v in answer["policy"].items()]
+    verdict = answer.get("verdict")
+    if verdict:
+        lines.append(f"now (canary v{verdict['canary']}, stable v{verdict['stable']}): {verdict['action'] or 'hold'}"
+                     f": {verdict['reason']}")
+    return "\n".join(lines)
+
+
+POLICY_FIELDS = ("min_samples", "rollback_min_samples", "max_error_rate", "max_flag_rate", "min_win_rate",
+                 "auto_promote", "auto_rollback")
+
+
+def _policy_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
+    path = f"/v1/adapters/{args.name}/policy"
+    if args.delete:
+        return "DELETE", path, None
+    given = {f: getattr(args, f) for f in POLICY_FIELDS if getattr(args, f) is not None}
+    return ("PUT", path, given) if given else ("GET", path, None)
+
+
 def request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     """The HTTP call a command makes: method, path, body."""
     reason = {"reason": args.reason} if getattr(args, "reason", None) else {}
@@ -51,6 +103,10 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "GET", "/v1/adapters", None
     if args.action == "history":
         return "GET", f"/v1/adapters/{args.name}/history?limit={args.limit}", None
+    if args.action == "evaluation":
+        return "GET", f"/v1/adapters/{args.name}/evaluation", None
+    if args.action == "policy":
+        return _policy_request(args)
     if args.action == "promote":
         return "POST", f"/v1/adapters/{args.name}/promote", {"from": args.from_, "to": args.to, **reason}
     if args.action == "rollback":
@@ -59,7 +115,8 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     return "PUT", f"/v1/adapters/{args.name}/aliases/{args.alias}", {"version": version, **reason}
 
 
-SHOW = {"list": show_list, "history": show_history, "promote": show_move, "rollback": show_move, "alias": show_move}
+SHOW = {"list": show_list, "history": show_history, "promote": show_move, "rollback": show_move, "alias": show_move,
+        "evaluation": show_evaluation, "policy": show_policy}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,4 +163,17 @@ def add_commands(sub) -> None:
     m.add_argument("name")
     m.add_argument("alias")
     m.add_argument("version", help="3, v3 or at least 8 hex digits of the version's digest")
+    e = actions.add_parser("evaluation", parents=[common], help="each version's scores and win rate against stable")
+    e.add_argument("name")
+    pol = actions.add_parser("policy", parents=[common], help="show, set (any option: replaces the whole policy; "
+                             "the rest take their defaults) or --delete the automatic promote/rollback policy")
+    pol.add_argument("name")
+    pol.add_argument("--min-samples", type=int, help="answers canary needs before a promote (default 200)")
+    pol.add_argument("--rollback-min-samples", type=int, help="requests before a rate can roll back (default 20)")
+    pol.add_argument("--max-error-rate", type=float, help="e.g. 0.05")
+    pol.add_argument("--max-flag-rate", type=float, help="answers with a compliance flag, e.g. 0.1")
+    pol.add_argument("--min-win-rate", type=float, help="on shadowed pairs against stable, e.g. 0.5")
+    pol.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, default=None)
+    pol.add_argument("--auto-rollback", action=argparse.BooleanOptionalAction, default=None)
+    pol.add_argument("--delete", action="store_true", help="remove the policy")
     a.set_defaults(func=run)
