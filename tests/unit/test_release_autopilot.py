@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import fakeredis
 import pytest
 
 from deployments.adapters import Adapter
@@ -16,25 +15,13 @@ from deployments.release_policy import ReleasePolicy
 from deployments.state.adapter_eval import AdapterEvaluation, evaluation_key
 from deployments.state.adapter_policy import ReleasePolicies
 from deployments.state.adapter_releases import AdapterRegistry
-
-
-class FakeRedisStore:
-    """RedisStore's interface (key, client, call) over fakeredis, which runs Lua."""
-
-    def __init__(self):
-        self.client, self.prefix, self.down = fakeredis.FakeAsyncRedis(decode_responses=True), "test:", False
-
-    def key(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
-
-    async def call(self, fn, default=None):
-        return default if self.down else await fn(self.client)
+from tests.fakes import MemoryStore
 
 
 class Replica:
     """What one ingress replica holds for releases, on a shared Redis."""
 
-    def __init__(self, store: FakeRedisStore, interval_s: float = 0.01):
+    def __init__(self, store: MemoryStore, interval_s: float = 0.01):
         self.store = store
         self.registry = AdapterRegistry(store)
         self.evaluation = AdapterEvaluation(store)
@@ -49,7 +36,7 @@ POLICY = ReleasePolicy(max_error_rate=0.1, max_flag_rate=0.3, min_samples=10, ro
 
 @pytest.fixture
 async def replica() -> Replica:
-    one = Replica(FakeRedisStore())
+    one = Replica(MemoryStore())
     for number in (1, 2, 3):
         adapter = Adapter("mugs", "qwen-small", f"/adapters/mugs-{number}", 0, 4, 0.0, {}, digest=str(number) * 64)
         await one.registry.register(adapter, {1: "stable", 2: "canary", 3: None}[number], "a1")

@@ -89,7 +89,7 @@ async def test_a_route_shadows_a_share_with_a_version(api, tmp_path):
     assert plan.route.shadow == Shadow("mugs@canary", 0.5) and plan.route.adapter == "mugs"
     # without a shadow the route is stored as before: a plain variant list (what older replicas read)
     assert (await call("PUT", "/v1/routes/finance", body={"model": LORA_MODEL})).json()["shadow"] is None
-    raw = json.loads(api.adapters.store.client.hashes["test:routes"]["finance"])
+    raw = json.loads((await api.adapters.store.hashes())["test:routes"]["finance"])
     assert isinstance(raw, list) and (await api.router.plan_copy("finance", "mug", [], None, "short", "en")
                                       ).route.shadow is None
 

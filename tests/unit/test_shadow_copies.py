@@ -121,7 +121,7 @@ async def test_the_shadow_runs_after_the_answer_at_batch_priority_and_is_paired(
     assert [(c.priority, c.adapter) for c in served] == ([] if stream else [(0, STABLE)])
     assert shadow_call.priority == BATCH_PRIORITY and shadow_call.adapter == CANARY.ref
     assert shadow_call.request_id.startswith("rid-shadow") and "mug" in shadow_call.messages[-1]["content"]
-    hashes = api.store.client.hashes
+    hashes = await api.store.hashes()
     assert float(hashes[SERVED]["samples"]) == 1 and "shadow_samples" not in hashes[SERVED]
     shadow = hashes[SHADOWED]
     assert (float(shadow["samples"]), float(shadow["shadow_samples"]), float(shadow["vs:mugs@v1:loss"])) == (1, 1, 1)
@@ -139,7 +139,7 @@ async def test_the_share_is_drawn_per_answer_and_cache_hits_are_never_shadowed(c
     hit = Shadowed(hit=cached, store=MemoryStore())
     await hit.copy(body(), http_request())
     await hit.drain()
-    assert hit.pipeline.models["qwen-small"].generate.calls == [] and hit.store.client.hashes == {}
+    assert hit.pipeline.models["qwen-small"].generate.calls == [] and (await hit.store.hashes()) == {}
 
 
 async def test_past_the_bound_a_shadow_is_skipped_and_counted(counted):
@@ -158,7 +158,7 @@ async def test_past_the_bound_a_shadow_is_skipped_and_counted(counted):
     release.set()
     await api.drain()
     assert counted.seen[-1] == {"adapter": "mugs", "outcome": "loss"}
-    assert float(api.store.client.hashes[SHADOWED]["shadow_samples"]) == 1
+    assert float((await api.store.hashes())[SHADOWED]["shadow_samples"]) == 1
 
 
 async def test_a_failed_shadow_is_an_error_and_a_loss_and_the_answer_stands(counted):
@@ -171,7 +171,7 @@ async def test_a_failed_shadow_is_an_error_and_a_loss_and_the_answer_stands(coun
     response = await api.copy(body(), http_request())
     await api.drain()
     assert response.status_code == 200
-    shadow = api.store.client.hashes[SHADOWED]
+    shadow = (await api.store.hashes())[SHADOWED]
     assert (float(shadow["error:sum"]), float(shadow["vs:mugs@v1:loss"])) == (1, 1) and "samples" not in shadow
     assert counted.seen == [{"adapter": "mugs", "outcome": "error"}]
 
@@ -185,7 +185,7 @@ async def test_overload_and_the_same_version_are_skipped_without_evidence(counte
     api = Shadowed(reply=overloaded)
     await api.copy(body(), http_request())
     await api.drain()
-    assert SHADOWED not in api.store.client.hashes
+    assert SHADOWED not in (await api.store.hashes())
     same = Shadowed(registry=Registry(replace(CANARY, version=1, lora_id=6, digest="aa" * 32)))
     await same.copy(body(), http_request())
     await same.drain()
