@@ -1,5 +1,5 @@
-"""`copyserve adapters`: adapter releases through a running service's HTTP API (list, history, alias moves,
-promote, rollback, evaluation, release policy). Changing needs an admin key (``--api-key`` or
+"""`copyserve adapters`: adapter releases through a running service's HTTP API (list, register, delete,
+history, alias moves, promote, rollback, evaluation, release policy). Changing needs an admin key (``--api-key`` or
 ``COPYSERVE_API_KEY``)."""
 
 from __future__ import annotations
@@ -43,6 +43,16 @@ def show_history(answer: dict) -> str:
 def show_move(answer: dict) -> str:
     before = f"v{answer['from']}" if answer.get("from") else "unset"
     return f"{answer['name']}@{answer['alias']}: {before} -> v{answer['to']}\naliases: {_aliases(answer['aliases'])}"
+
+
+def show_registered(answer: dict) -> str:
+    what = "already registered as" if answer.get("unchanged") else "registered as"
+    return (f"{answer['name']}: {what} v{answer['version']} (digest {answer['digest'][:12]})\n"
+            f"aliases: {_aliases(answer['aliases'])}")
+
+
+def show_deleted(answer: dict) -> str:
+    return f"{answer['name']}" + (f"@v{answer['version']}" if "version" in answer else "") + ": deleted"
 
 
 def _percent(x: float | None) -> str:
@@ -107,6 +117,13 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "GET", f"/v1/adapters/{args.name}/evaluation", None
     if args.action == "policy":
         return _policy_request(args)
+    if args.action == "register":
+        alias = None if args.alias == "none" else args.alias
+        return "POST", "/v1/adapters", {"name": args.name, "base_model": args.base_model,
+                                        "path": os.path.abspath(args.path), "alias": alias, **reason}
+    if args.action == "delete":
+        version = f"/versions/v{args.version.removeprefix('v')}" if args.version else ""
+        return "DELETE", f"/v1/adapters/{args.name}{version}", None
     if args.action == "promote":
         return "POST", f"/v1/adapters/{args.name}/promote", {"from": args.from_, "to": args.to, **reason}
     if args.action == "rollback":
@@ -115,8 +132,9 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     return "PUT", f"/v1/adapters/{args.name}/aliases/{args.alias}", {"version": version, **reason}
 
 
-SHOW = {"list": show_list, "history": show_history, "promote": show_move, "rollback": show_move, "alias": show_move,
-        "evaluation": show_evaluation, "policy": show_policy}
+SHOW = {"list": show_list, "register": show_registered, "delete": show_deleted, "history": show_history,
+        "promote": show_move, "rollback": show_move, "alias": show_move, "evaluation": show_evaluation,
+        "policy": show_policy}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,6 +166,15 @@ def add_commands(sub) -> None:
     a = sub.add_parser("adapters", help="adapter versions and aliases on a running service")
     actions = a.add_subparsers(dest="action", required=True)
     actions.add_parser("list", parents=[common], help="every adapter: versions, digests, aliases")
+    g = actions.add_parser("register", parents=[common, changing],
+                           help="register an adapter folder as a new version (identical content: the version it is)")
+    g.add_argument("name")
+    g.add_argument("path", help="the peft adapter folder, as the model servers see it")
+    g.add_argument("--base-model", required=True, help="the model it was trained on (GET /v1/models)")
+    g.add_argument("--alias", default="stable", help="the alias to move onto it: stable, canary, ... or none")
+    d = actions.add_parser("delete", parents=[common], help="delete one version (--version) or the whole name")
+    d.add_argument("name")
+    d.add_argument("--version", help="3 or v3; without it every version, alias and policy of the name goes")
     h = actions.add_parser("history", parents=[common], help="registrations and alias moves, newest first")
     h.add_argument("name")
     h.add_argument("--limit", type=int, default=50)

@@ -28,6 +28,7 @@ from deployments.state.keys import KeyStore
 
 logger = logging.getLogger("copyserve.batches")
 POLL_S = 1.0
+RECORD_ATTEMPTS = 5  # a line's answer waits this many tries (1+2+...+5 s) for Redis before the line is run again
 CHECK_S = 1.0  # how often a running batch reads its cancel flag, renews its lease and saves its progress
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/copy")
 COMPLETION_WINDOW_S = 24 * 3600
@@ -127,9 +128,24 @@ class BatchRunner:
         if batch is None or batch["status"] in ("completed", "failed", "cancelled", "expired"):
             await self.batches.finish(batch_id)  # expired from Redis, or finished by a runner that then died
             return
-        pending = await self._pending(batch)
-        if pending is None:
-            return
+        while True:  # a pass per look at what Redis holds: a line whose answer went unrecorded runs again
+            pending = await self._pending(batch)
+            if pending is None:
+                return
+            if not pending:
+                break
+            stop = await self._run_window(batch, pending)
+            if stop and stop[0] == "lost":
+                logger.warning("batch %s: lease lost to another runner; leaving it", batch_id)
+                return
+            if stop:
+                return await self._end(batch, *stop)
+            if await self.batches.cancel_requested(batch_id):
+                break
+        await self._end(batch, "cancelled" if await self.batches.cancel_requested(batch_id) else "completed")
+
+    async def _run_window(self, batch: dict, pending: list[Line]) -> tuple[str, list[dict] | None] | None:
+        """Run ``pending`` with ``batch.concurrency`` lines in flight; why the batch must stop early, if it must."""
         counts = batch["request_counts"]
         todo = iter(pending)  # shared by the workers: each line is taken once
         stop: list[tuple[str, list[dict] | None]] = []  # why the batch stops early, once a check finds it
@@ -162,12 +178,7 @@ class BatchRunner:
                                                   "failed"})
 
         await asyncio.gather(*(worker() for _ in range(self.config.concurrency)))
-        if stop and stop[0][0] == "lost":
-            logger.warning("batch %s: lease lost to another runner; leaving it", batch_id)
-            return
-        if stop:
-            return await self._end(batch, *stop[0])
-        await self._end(batch, "cancelled" if await self.batches.cancel_requested(batch_id) else "completed")
+        return stop[0] if stop else None
 
     async def _pending(self, batch: dict) -> list[Line] | None:
         """The lines still to run (the invalid ones recorded as errors), the batch marked in progress; None
@@ -221,7 +232,14 @@ class BatchRunner:
             # The key's token budget is spent for now: wait for the window instead of failing the line.
             await asyncio.sleep(min(30.0, max(0.5, retry_after_s)))
         result = response_line(line.custom_id, status, request_id, body)
-        return succeeded(result) if await self.batches.record(batch["id"], line.number, result) else None
+        for attempt in range(RECORD_ATTEMPTS):
+            recorded = await self.batches.record(batch["id"], line.number, result)
+            if recorded is not None:
+                return succeeded(result) if recorded else None
+            await asyncio.sleep(POLL_S * (attempt + 1))  # Redis away: the answer is here, wait for it to come back
+        logger.warning("batch %s: line %d answered but not recorded (redis away); it runs again", batch["id"],
+                       line.number)
+        return None
 
     async def _end(self, batch: dict, status: str, errors: list[dict] | None = None) -> None:
         now = int(time.time())

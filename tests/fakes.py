@@ -116,10 +116,11 @@ class MemoryStore(RedisStore):
     scripts (Lua 5.1, as Redis does, through lupa). ``down = True`` plays an outage: every command fails to
     connect, and the store fails open as it does on a real Redis."""
 
-    def __init__(self, prefix: str = "test:"):
+    def __init__(self, prefix: str = "test:", server: fakeredis.FakeServer | None = None):
+        """``server``: another store's, for two processes on one Redis (a restarted replica)."""
         # No client of its own (enabled=False); a generous timeout: a loaded test machine is no outage.
         super().__init__(RedisConfig(enabled=False, key_prefix=prefix, timeout_s=10))
-        self.server = fakeredis.FakeServer()
+        self.server = server or fakeredis.FakeServer()
         self.client = fakeredis.FakeAsyncRedis(server=self.server, decode_responses=True)
 
     @property

@@ -3,6 +3,7 @@
 import { marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.js";
 import { initBatches } from "./batches.js";
+import { renderReleases } from "./releases.js";
 
 const $ = (id) => document.getElementById(id);
 const store = {
@@ -437,7 +438,8 @@ async function loadAdmin() {
       select.value = route.variants.length === 1 ? (variant.adapter || "") : "";
       select.onchange = () => setRouteAdapter(route.industry, variant.model, select.value);
       row.insertCell().append(select);
-      row.insertCell().textContent = route.source + (route.variants.length > 1 ? ` (A/B: ${route.variants.length})` : "");
+      row.insertCell().textContent = route.source + (route.variants.length > 1 ? ` (A/B: ${route.variants.length})` : "")
+        + (route.shadow ? `, shadow ${route.shadow.adapter} ${Math.round(100 * route.shadow.share)}%` : "");
       const reset = document.createElement("button");
       reset.type = "button";
       reset.textContent = "Reset";
@@ -445,11 +447,7 @@ async function loadAdmin() {
       reset.onclick = async () => { await guarded(api("DELETE", `v1/routes/${route.industry}`)); loadAdmin(); };
       row.insertCell().append(reset);
     }
-    $("adapters").tBodies[0].replaceChildren(...adapters.data.map((a) => {
-      const row = document.createElement("tr");
-      for (const value of [a.name, a.base_model, `v${a.version}`, a.kind, a.rank]) row.insertCell().textContent = value;
-      return row;
-    }));
+    await renderReleases($("adapters"), adapters.data, { api, guarded, reload: loadAdmin });
     $("keys").tBodies[0].replaceChildren(...keys.data.map((k) => {
       const row = document.createElement("tr");
       for (const value of [k.id, k.role, k.name, k.revoked ? "revoked" : "active"]) row.insertCell().textContent = value;

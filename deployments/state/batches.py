@@ -154,10 +154,11 @@ class BatchStore:
     async def release(self, batch_id: str) -> None:
         await self.store.call(lambda r: r.delete(self.store.key("batch", batch_id, "lease")))
 
-    async def record(self, batch_id: str, line: int, result: dict) -> bool:
-        """A line's result, once: False when the line already had one."""
-        return bool(await self.store.call(lambda r: r.hsetnx(self.store.key("batch", batch_id, "results"), line,
-                                                             json.dumps(result))))
+    async def record(self, batch_id: str, line: int, result: dict) -> bool | None:
+        """A line's result, once: False when the line already had one, None when Redis did not answer."""
+        written = await self.store.call(lambda r: r.hsetnx(self.store.key("batch", batch_id, "results"), line,
+                                                           json.dumps(result)))
+        return None if written is None else bool(written)
 
     async def results(self, batch_id: str) -> dict[int, dict] | None:
         rows = await self.store.call(lambda r: r.hgetall(self.store.key("batch", batch_id, "results")))

@@ -229,3 +229,31 @@ def test_a_catalogue_runs_as_a_batch_from_the_batches_tab(page, tmp_path):
     sent = page.evaluate("(async () => { const m = await import('/web/batches.js'); "
                          "return m.parseCsv('a,b\\n\"x, y\",\"say \"\"hi\"\"\"\\n'); })()")
     assert sent == [{"a": "x, y", "b": 'say "hi"'}]
+
+
+def test_the_admin_tab_shows_releases_and_promotes_the_canary(page, admin, trained):
+    for path, alias in ((trained["v1"], "stable"), (trained["v2"], "canary")):
+        r = admin.post("/v1/adapters", json={"name": "studio-rel", "base_model": "tiny-qwen3", "path": str(path),
+                                             "alias": alias})
+        assert r.status_code == 201, r.text
+    versions = [v["version"] for v in admin.get("/v1/adapters/studio-rel").json()["versions"]]
+    page.fill("#api-key", admin.headers["authorization"].removeprefix("Bearer "))
+    page.press("#api-key", "Tab")
+    page.click("#tab-admin")
+    row = page.locator("#adapters tbody tr", has_text="studio-rel").first
+    row.wait_for(timeout=30_000)
+    first, second = versions
+    assert f"v{first} stable · v{second} canary" in row.inner_text()
+    assert f"v{second}: no answers yet" in row.inner_text()
+    row.get_by_role("button", name="promote canary of studio-rel").click()
+    page.wait_for_function("[...document.querySelectorAll('#adapters tbody tr')].some((r) => "
+                           f"r.textContent.includes('v{first} · v{second} canary stable'))")
+    history = admin.get("/v1/adapters/studio-rel/history").json()["data"][0]
+    assert (history["action"], history["to"], history["reason"]) == ("promote", second, "from the studio")
+    # The canary's line, from an evaluation as the service answers it.
+    line = page.evaluate("""(async () => { const m = await import('/web/releases.js');
+        return m.canaryText({aliases: {stable: 1, canary: 2}}, {versions: [{version: 2, samples: 40,
+          shadow_samples: 30, error_rate: {mean: 0.025}, metrics: {sentiment: {mean: 0.71}}}],
+          compare: {canary_vs_stable: {win_rate: {wins: 12, losses: 8, ties: 10, rate: 0.6}}}}); })()""")
+    assert line == "v2: 40 answers, 30 shadowed, errors 2.5%, sentiment 0.71, win rate 60.0% (12–8, 10 ties)"
+    assert admin.delete("/v1/adapters/studio-rel").status_code == 200

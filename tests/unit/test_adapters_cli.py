@@ -18,6 +18,14 @@ from serve_app.cli import parser
     (["rollback", "mugs"], ("POST", "/v1/adapters/mugs/rollback", {"alias": "stable"})),
     (["alias", "mugs", "canary", "3"], ("PUT", "/v1/adapters/mugs/aliases/canary", {"version": 3})),
     (["alias", "mugs", "canary", "v3"], ("PUT", "/v1/adapters/mugs/aliases/canary", {"version": "v3"})),
+    (["register", "mugs", "/adapters/mugs-2", "--base-model", "tiny-qwen3", "--alias", "canary"],
+     ("POST", "/v1/adapters", {"name": "mugs", "base_model": "tiny-qwen3", "path": "/adapters/mugs-2",
+                               "alias": "canary"})),
+    (["register", "mugs", "/adapters/mugs-2", "--base-model", "tiny-qwen3", "--alias", "none", "--reason", "try"],
+     ("POST", "/v1/adapters", {"name": "mugs", "base_model": "tiny-qwen3", "path": "/adapters/mugs-2",
+                               "alias": None, "reason": "try"})),
+    (["delete", "mugs", "--version", "v2"], ("DELETE", "/v1/adapters/mugs/versions/v2", None)),
+    (["delete", "mugs"], ("DELETE", "/v1/adapters/mugs", None)),
     (["alias", "mugs", "canary", "12345678"], ("PUT", "/v1/adapters/mugs/aliases/canary", {"version": "12345678"})),
 ])
 def test_each_command_makes_one_call(argv, call):
@@ -48,3 +56,11 @@ def test_answers_print_as_tables_and_errors_as_the_service_said(monkeypatch, cap
     assert args.func(args) == 1
     assert "409: adapter 'mugs' has no alias 'canary'" in capsys.readouterr().err
     assert seen[0] == "Bearer cs-secret"
+
+
+def test_a_registration_says_whether_the_content_was_new():
+    answer = {"name": "mugs", "version": 2, "digest": "cd" * 32, "aliases": {"stable": 1, "canary": 2}}
+    assert adapters_cli.show_registered({**answer, "unchanged": False}).splitlines() == [
+        "mugs: registered as v2 (digest cdcdcdcdcdcd)", "aliases: canary=v2, stable=v1"]
+    assert adapters_cli.show_registered({**answer, "unchanged": True}).startswith("mugs: already registered as v2")
+    assert adapters_cli.show_deleted({"name": "mugs", "version": 2, "deleted": True}) == "mugs@v2: deleted"

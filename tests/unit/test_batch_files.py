@@ -20,6 +20,7 @@ from deployments.state.batches import BatchStore
 from deployments.state.files import FileStore, TooLarge
 from serve_app.batch_runner import BatchRunner, jsonl_parts
 from serve_app.batches_api import BatchesAPI
+from tests.fakes import MemoryStore
 
 CHAT = "/v1/chat/completions"
 
@@ -33,72 +34,10 @@ def url():
         store.fs.rm(store.root, recursive=True)
 
 
-class FakeRedis:
-    """The few commands BatchStore sends, kept in dicts (expiry ignored)."""
-
-    def __init__(self):
-        self.kv, self.zsets, self.sets, self.hashes = {}, {}, {}, {}
-
-    async def set(self, key, value, ex=None, nx=False):
-        if nx and key in self.kv:
-            return None
-        self.kv[key] = str(value)
-        return True
-
-    async def get(self, key):
-        return self.kv.get(key)
-
-    async def mget(self, keys):
-        return [self.kv.get(k) for k in keys]
-
-    async def delete(self, *keys):
-        for k in keys:
-            for table in (self.kv, self.zsets, self.sets, self.hashes):
-                table.pop(k, None)
-
-    async def zadd(self, key, mapping):
-        self.zsets.setdefault(key, {}).update(mapping)
-
-    async def zrem(self, key, member):
-        self.zsets.get(key, {}).pop(member, None)
-
-    async def zrange(self, key, start, stop, desc=False):
-        return sorted(self.zsets.get(key, {}), key=self.zsets.get(key, {}).get, reverse=desc)
-
-    async def sadd(self, key, member):
-        self.sets.setdefault(key, set()).add(member)
-
-    async def srem(self, key, member):
-        self.sets.get(key, set()).discard(member)
-
-    async def smembers(self, key):
-        return set(self.sets.get(key, set()))
-
-    async def hsetnx(self, key, field, value):
-        table = self.hashes.setdefault(key, {})
-        if str(field) in table:
-            return False
-        table[str(field)] = value
-        return True
-
-    async def hgetall(self, key):
-        return dict(self.hashes.get(key, {}))
-
-    def register_script(self, _source):
-        async def renew(keys, args, client):
-            return 1
-        return renew
-
-
-class FakeStore:
-    def __init__(self, client: FakeRedis):
-        self.client = client
-
-    def key(self, *parts):
-        return "t:" + ":".join(parts)
-
-    async def call(self, fn, default=None):
-        return await fn(self.client)
+async def holding(runner: BatchRunner, batch_id: str) -> None:
+    """Run a batch as BatchRunner.run does: under the lease the runner claimed (the lease script checks it)."""
+    assert await runner.batches.claim(batch_id, runner.id)
+    await runner.run_batch(batch_id)
 
 
 async def chunks(*parts: bytes):
@@ -156,7 +95,7 @@ async def test_a_local_path_keeps_the_folder_layout(tmp_path, monkeypatch):
 
 
 async def test_batch_store_files_go_to_the_configured_url(url):
-    batches = BatchStore(FakeStore(FakeRedis()), BatchConfig(files_dir=url))
+    batches = BatchStore(MemoryStore(), BatchConfig(files_dir=url))
     meta = await batches.create_file("alice", "in.jsonl", "batch", chunks(b"a\n", b"b\n"), limit=1024)
     assert meta["bytes"] == 4 and await FileStore(url).read(meta["id"]) == b"a\nb\n"
     with pytest.raises(TooLarge):
@@ -167,8 +106,8 @@ async def test_batch_store_files_go_to_the_configured_url(url):
 
 
 async def test_a_restarted_runner_resumes_from_the_store_and_answers_no_line_twice(url):
-    redis, config = FakeRedis(), BatchConfig(files_dir=url, concurrency=2)
-    first_store = BatchStore(FakeStore(redis), config)
+    redis, config = MemoryStore(), BatchConfig(files_dir=url, concurrency=2)
+    first_store = BatchStore(redis, config)
     data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(7))
     meta = await first_store.create_file(None, "in.jsonl", "batch", data.encode())
     now = int(time.time())
@@ -188,14 +127,15 @@ async def test_a_restarted_runner_resumes_from_the_store_and_answers_no_line_twi
         calls.append(body["i"])
         return 200, {"echo": body["i"]}, 0.0
 
-    first = asyncio.create_task(BatchRunner(first_store, None, dying_line, config).run_batch("batch_t"))
+    first = asyncio.create_task(holding(BatchRunner(first_store, None, dying_line, config), "batch_t"))
     while len(calls) < 6:
         await asyncio.sleep(0.01)
     first.cancel()
+    await first_store.release("batch_t")  # its lease expires
     answered = set(calls[:4])
     # The restart: new store objects on the same URL (and the same Redis) find the input and the results.
-    second_store = BatchStore(FakeStore(redis), config)
-    await BatchRunner(second_store, None, healthy_line, config).run_batch("batch_t")
+    second_store = BatchStore(MemoryStore(server=redis.server), config)
+    await holding(BatchRunner(second_store, None, healthy_line, config), "batch_t")
     done = await second_store.load("batch_t")
     assert done["status"] == "completed" and done["request_counts"] == {"total": 7, "completed": 7, "failed": 0}
     rows = [json.loads(line) for line in (await FileStore(url).read(done["output_file_id"])).decode().splitlines()]
@@ -205,7 +145,7 @@ async def test_a_restarted_runner_resumes_from_the_store_and_answers_no_line_twi
 
 async def test_the_files_endpoints_stream_an_upload_in_and_the_content_out(url):
     config = BatchConfig(files_dir=url, max_file_bytes=2048)
-    api = types.SimpleNamespace(batches=BatchStore(FakeStore(FakeRedis()), config),
+    api = types.SimpleNamespace(batches=BatchStore(MemoryStore(), config),
                                 config=types.SimpleNamespace(batch=config))
     api._file = lambda owner, file_id: BatchesAPI._file(api, owner, file_id)
     answer = await BatchesAPI.upload_file(api, None, UploadFile(io.BytesIO(b"a\n" * 1000), filename="in.jsonl"),
@@ -220,3 +160,64 @@ async def test_the_files_endpoints_stream_an_upload_in_and_the_content_out(url):
     await api.batches.files.delete(file_id)
     with pytest.raises(NotFoundError):
         await BatchesAPI.file_content(api, file_id, None)
+
+
+async def test_lines_run_in_a_window_a_slow_line_holds_only_its_own_slot(url):
+    store = BatchStore(MemoryStore(), BatchConfig(files_dir=url, concurrency=2))
+    data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(6))
+    meta = await store.create_file(None, "in.jsonl", "batch", data.encode())
+    now = int(time.time())
+    assert await store.create_batch({"id": "batch_w", "object": "batch", "endpoint": CHAT, "status": "validating",
+                                     "owner": "-", "input_file_id": meta["id"], "created_at": now,
+                                     "expires_at": now + 3600, "key_id": None,
+                                     "request_counts": {"total": 6, "completed": 0, "failed": 0}})
+    slow_may_end, started, in_flight = asyncio.Event(), [], [0, 0]  # now, most
+
+    async def line(endpoint, body, key, request_id):
+        started.append(body["i"])
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            if body["i"] == 0:
+                await slow_may_end.wait()
+            else:
+                await asyncio.sleep(0.01)
+            return 200, {"echo": body["i"]}, 0.0
+        finally:
+            in_flight[0] -= 1
+
+    run = asyncio.create_task(holding(BatchRunner(store, None, line, store.config), "batch_w"))
+    while len(started) < 6:  # rounds of two would wait here for line 0 before starting line 2
+        await asyncio.sleep(0.01)
+    assert not run.done() and in_flight[1] == 2
+    slow_may_end.set()
+    await run
+    done = await store.load("batch_w")
+    assert done["status"] == "completed" and done["request_counts"]["completed"] == 6
+
+
+async def test_an_answer_waits_for_redis_to_come_back_and_no_line_is_lost(url, monkeypatch):
+    monkeypatch.setattr("serve_app.batch_runner.POLL_S", 0.01)
+    redis = MemoryStore()
+    redis.config = redis.config.model_copy(update={"retry_after_s": 0.01})  # tries Redis again at once
+    store = BatchStore(redis, BatchConfig(files_dir=url, concurrency=2))
+    data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(6))
+    meta = await store.create_file(None, "in.jsonl", "batch", data.encode())
+    now = int(time.time())
+    assert await store.create_batch({"id": "batch_r", "object": "batch", "endpoint": CHAT, "status": "validating",
+                                     "owner": "-", "input_file_id": meta["id"], "created_at": now,
+                                     "expires_at": now + 3600, "key_id": None,
+                                     "request_counts": {"total": 6, "completed": 0, "failed": 0}})
+    calls = []
+
+    async def line(endpoint, body, key, request_id):
+        calls.append(body["i"])
+        if body["i"] == 3:
+            redis.down = True  # Redis goes away while this line is answered (a timeout on a saturated host)
+            asyncio.get_running_loop().call_later(0.05, setattr, redis, "down", False)
+        return 200, {"echo": body["i"]}, 0.0
+
+    await holding(BatchRunner(store, None, line, store.config), "batch_r")
+    done = await store.load("batch_r")
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 6, "completed": 6, "failed": 0}
+    assert sorted(set(calls)) == list(range(6))
