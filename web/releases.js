@@ -18,7 +18,7 @@ export function canaryText(adapter, evaluation) {
   const canary = adapter.aliases?.canary, stable = adapter.aliases?.stable;
   if (canary === undefined || canary === stable) return "";
   const version = evaluation?.versions?.find((v) => v.version === canary);
-  if (!version) return `v${canary}: no answers yet`;
+  if (!version?.samples) return `v${canary}: no answers yet`;
   const parts = [`v${canary}: ${version.samples} answers`];
   if (version.shadow_samples) parts.push(`${version.shadow_samples} shadowed`);
   if (version.error_rate) parts.push(`errors ${percent(version.error_rate.mean)}`);
