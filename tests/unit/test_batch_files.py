@@ -34,6 +34,17 @@ def url():
         store.fs.rm(store.root, recursive=True)
 
 
+async def new_batch(store: BatchStore, batch_id: str, lines: int) -> None:
+    """A chat batch of ``lines`` lines (bodies ``{"i": n}``), as POST /v1/batches leaves it."""
+    data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(lines))
+    meta = await store.create_file(None, "in.jsonl", "batch", data.encode())
+    now = int(time.time())
+    assert await store.create_batch({"id": batch_id, "object": "batch", "endpoint": CHAT, "status": "validating",
+                                     "owner": "-", "input_file_id": meta["id"], "created_at": now,
+                                     "expires_at": now + 3600, "key_id": None,
+                                     "request_counts": {"total": lines, "completed": 0, "failed": 0}})
+
+
 async def holding(runner: BatchRunner, batch_id: str) -> None:
     """Run a batch as BatchRunner.run does: under the lease the runner claimed (the lease script checks it)."""
     assert await runner.batches.claim(batch_id, runner.id)
@@ -108,13 +119,7 @@ async def test_batch_store_files_go_to_the_configured_url(url):
 async def test_a_restarted_runner_resumes_from_the_store_and_answers_no_line_twice(url):
     redis, config = MemoryStore(), BatchConfig(files_dir=url, concurrency=2)
     first_store = BatchStore(redis, config)
-    data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(7))
-    meta = await first_store.create_file(None, "in.jsonl", "batch", data.encode())
-    now = int(time.time())
-    batch = {"id": "batch_t", "object": "batch", "endpoint": CHAT, "status": "validating", "owner": "-",
-             "input_file_id": meta["id"], "created_at": now, "expires_at": now + 3600, "key_id": None,
-             "request_counts": {"total": 7, "completed": 0, "failed": 0}}
-    assert await first_store.create_batch(batch)
+    await new_batch(first_store, "batch_t", 7)
     calls: list[int] = []
 
     async def dying_line(endpoint, body, key, request_id):
@@ -164,13 +169,7 @@ async def test_the_files_endpoints_stream_an_upload_in_and_the_content_out(url):
 
 async def test_lines_run_in_a_window_a_slow_line_holds_only_its_own_slot(url):
     store = BatchStore(MemoryStore(), BatchConfig(files_dir=url, concurrency=2))
-    data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(6))
-    meta = await store.create_file(None, "in.jsonl", "batch", data.encode())
-    now = int(time.time())
-    assert await store.create_batch({"id": "batch_w", "object": "batch", "endpoint": CHAT, "status": "validating",
-                                     "owner": "-", "input_file_id": meta["id"], "created_at": now,
-                                     "expires_at": now + 3600, "key_id": None,
-                                     "request_counts": {"total": 6, "completed": 0, "failed": 0}})
+    await new_batch(store, "batch_w", 6)
     slow_may_end, started, in_flight = asyncio.Event(), [], [0, 0]  # now, most
 
     async def line(endpoint, body, key, request_id):
@@ -201,13 +200,7 @@ async def test_an_answer_waits_for_redis_to_come_back_and_no_line_is_lost(url, m
     redis = MemoryStore()
     redis.config = redis.config.model_copy(update={"retry_after_s": 0.01})  # tries Redis again at once
     store = BatchStore(redis, BatchConfig(files_dir=url, concurrency=2))
-    data = "".join(json.dumps({"custom_id": f"c{i}", "url": CHAT, "body": {"i": i}}) + "\n" for i in range(6))
-    meta = await store.create_file(None, "in.jsonl", "batch", data.encode())
-    now = int(time.time())
-    assert await store.create_batch({"id": "batch_r", "object": "batch", "endpoint": CHAT, "status": "validating",
-                                     "owner": "-", "input_file_id": meta["id"], "created_at": now,
-                                     "expires_at": now + 3600, "key_id": None,
-                                     "request_counts": {"total": 6, "completed": 0, "failed": 0}})
+    await new_batch(store, "batch_r", 6)
     calls = []
 
     async def line(endpoint, body, key, request_id):
