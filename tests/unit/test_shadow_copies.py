@@ -161,13 +161,17 @@ async def test_past_the_bound_a_shadow_is_skipped_and_counted(counted):
     assert float((await api.store.hashes())[SHADOWED]["shadow_samples"]) == 1
 
 
-async def test_a_failed_shadow_is_an_error_and_a_loss_and_the_answer_stands(counted):
-    def broken_canary(request):
+def canary_raises(error: Exception):
+    """A model reply that writes stable's copy and raises ``error`` for the canary (version 2)."""
+    def reply(request):
         if request.adapter.version == 2:
-            raise RuntimeError("adapter failed to load")
+            raise error
         return writes(request)
+    return reply
 
-    api = Shadowed(reply=broken_canary)
+
+async def test_a_failed_shadow_is_an_error_and_a_loss_and_the_answer_stands(counted):
+    api = Shadowed(reply=canary_raises(RuntimeError("adapter failed to load")))
     response = await api.copy(body(), http_request())
     await api.drain()
     assert response.status_code == 200
@@ -177,12 +181,7 @@ async def test_a_failed_shadow_is_an_error_and_a_loss_and_the_answer_stands(coun
 
 
 async def test_overload_and_the_same_version_are_skipped_without_evidence(counted):
-    def overloaded(request):
-        if request.adapter.version == 2:
-            raise OverloadedError("queue full")
-        return writes(request)
-
-    api = Shadowed(reply=overloaded)
+    api = Shadowed(reply=canary_raises(OverloadedError("queue full")))
     await api.copy(body(), http_request())
     await api.drain()
     assert SHADOWED not in (await api.store.hashes())
