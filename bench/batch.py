@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from compare import bench_config, create_key
+from compare import bench_config, create_key, running_graph
 from loadgen import chat_body, closed_loop, unique_product
 from stats import distribution
 
@@ -97,13 +97,6 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("/tmp/copyserve-batch.json"))
     args = p.parse_args()
 
-    import ray
-    from ray import serve
-
-    from serve_app import serve_control
-    from serve_app.builder import local_ray_env, validate_for_serving
-    from serve_app.serve_config import build_serve_config
-
     model = None
     config = bench_config(args, model)
     if args.batch_concurrency:
@@ -113,15 +106,8 @@ def main() -> None:
     config = config.model_copy(update={"batch": config.batch.model_copy(update={"files_dir": str(batch_dir)})})
     model = config.models[0].name
     industry = next(r.industry for r in config.routes if r.model == model and r.quality.sentiment_floor is None)
-    validate_for_serving(config)
-    os.environ.update(local_ray_env(config))
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        serve_control.deploy(build_serve_config(config))
-        serve_control.wait_until_running(config.server.app_name, 900,
-                                         progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-        url, key = f"http://127.0.0.1:{args.port}", create_key(config)
+    with running_graph(config, args.port) as url:
+        key = create_key(config)
         headers = {"Authorization": f"Bearer {key}"}
         print("[1/2] idle: interactive /v1/copy and the engine's closed loop", file=sys.stderr)
         idle_live = interactive(url, headers, industry, args.samples)
@@ -130,9 +116,6 @@ def main() -> None:
         print(f"[2/2] a {args.lines}-line batch (concurrency {config.batch.concurrency}) beside the same requests",
               file=sys.stderr)
         batch = run_batch(url, key, model, args.lines, industry, headers)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     live_idle, live_busy = distribution(idle_live, 1000), distribution(batch.pop("interactive_s"), 1000)
     result = {"config": str(args.config), "batch_concurrency": config.batch.concurrency, "idle_closed_loop": idle,
               "batch": batch, "interactive_ms": {"idle": live_idle, "during_batch": live_busy}}

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -179,27 +180,38 @@ def measure_cheap_paths(url: str, hit_body: dict, samples: int, headers: dict) -
     return {name: distribution(values, 1000) for name, values in cheap.items()}
 
 
-def run_graph(args, model_name: str) -> dict:
+@contextmanager
+def running_graph(config, port: int):
+    """The graph from ``config`` on a local Ray, started as `copyserve serve` starts it; yields its URL and
+    shuts Serve and Ray down after."""
     import ray
 
     from serve_app import serve_control
     from serve_app.builder import local_ray_env, validate_for_serving
     from serve_app.serve_config import build_serve_config
 
-    config = bench_config(args, model_name)
     validate_for_serving(config)
-    print(f"[2/2] the copyserve graph from {args.config} (auth on)", flush=True)
-    started = time.monotonic()
     os.environ.update(local_ray_env(config))  # as `copyserve serve` starts its Ray
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve_control.deploy(build_serve_config(config))  # as `copyserve serve` does
         serve_control.wait_until_running(config.server.app_name, 900,
                                          progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def run_graph(args, model_name: str) -> dict:
+    config = bench_config(args, model_name)
+    print(f"[2/2] the copyserve graph from {args.config} (auth on)", flush=True)
+    started = time.monotonic()
+    with running_graph(config, args.port) as url:
         serve.run(Noop.bind(), name="noop", route_prefix="/noop")
         print(f"  up in {time.monotonic() - started:.0f}s", file=sys.stderr)
-        url, headers = f"http://127.0.0.1:{args.port}", {"Authorization": f"Bearer {create_key(config)}"}
+        headers = {"Authorization": f"Bearer {create_key(config)}"}
         result = measure_openai(url, model_name, args, headers)
         copy = measure_copy(url, copy_route(config, model_name), args, headers)
         result.update({k: v for k, v in copy.items() if k != "hit_body"})
@@ -207,9 +219,6 @@ def run_graph(args, model_name: str) -> dict:
         # The no-op app is the yardstick, not part of the graph.
         result["memory"] = tree_rss(psutil.Process(), include_root=False, leave_out="ServeReplica:noop")
         return result
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def ratio_rows(plain: dict, graph: dict, clients: list[int]) -> list[tuple[str, str, str, str]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from contracts.config import ModelConfig
 from contracts.errors import ServiceUnavailableError
-from deployments.adapters import AdapterRef
+from deployments.adapters import Adapter, AdapterRef, parse_spec
 from deployments.state.store import RedisStore
 
 WEIGHTS_ENV = "COPYSERVE_MERGED_ADAPTER"
@@ -33,6 +33,25 @@ def _record(ref: AdapterRef) -> dict:
     return record | {"digest": ref.digest} if ref.digest else record
 
 
+def _parse(raw: str) -> tuple[AdapterRef, str | None]:
+    record = json.loads(raw)
+    follows = record.pop("follows", None)
+    return AdapterRef(**record), follows
+
+
+def serves_named(active: AdapterRef | None, follows: str | None, adapter: Adapter, spec: str) -> bool:
+    """Whether a model serving ``active`` (following the alias ``follows``) serves the merged ``adapter`` that a
+    request names as ``spec``: a bare name asks for whichever version of it the model serves; a version, for
+    that one; an alias, for its version, or for what the model serves when it follows that alias (rolling to
+    the alias's new version within seconds of a move)."""
+    if active is None or active.name != adapter.name:
+        return False
+    if "@" not in spec.strip():
+        return True
+    named = parse_spec(spec)
+    return (named.kind == "alias" and named.value == follows) or active.version == adapter.version
+
+
 def weights_from_env() -> AdapterRef | None:
     raw = os.environ.get(WEIGHTS_ENV)
     return AdapterRef(**json.loads(raw)) if raw else None
@@ -46,8 +65,9 @@ def with_merged_weights(model: ModelConfig, ref: AdapterRef | None) -> ModelConf
 
 
 class ActiveWeights:
-    """``model -> AdapterRef`` of the merged adapter version each model is rolling to or serving (an alias named
-    at activation is resolved then: moving the alias later rolls nothing)."""
+    """``model -> AdapterRef`` of the merged adapter version each model is rolling to or serving, and the alias it
+    follows when it was activated by one (``name`` or ``name@alias``): moving that alias rolls the model again
+    (``serve_app/weights_follow.py``). Activated by version, it stays on that version."""
 
     def __init__(self, store: RedisStore):
         self.store = store
@@ -68,14 +88,23 @@ class ActiveWeights:
         await self.store.call(lambda r: r.delete(self.store.key("weights-change", model)))
 
     async def get(self, model: str) -> AdapterRef | None:
-        raw = await self.store.call(lambda r: r.hget(self.key, model))
-        return AdapterRef(**json.loads(raw)) if raw else None
+        return (await self.followed(model))[0]
 
-    async def set(self, model: str, ref: AdapterRef | None) -> None:
+    async def followed(self, model: str) -> tuple[AdapterRef | None, str | None]:
+        """The version ``model`` serves (None: its base weights) and the alias it follows (None: pinned)."""
+        raw = await self.store.call(lambda r: r.hget(self.key, model))
+        return _parse(raw) if raw else (None, None)
+
+    async def following(self) -> dict[str, tuple[AdapterRef, str]]:
+        """``model -> (version served, alias followed)`` of every model activated by an alias."""
+        raw = await self.store.call(lambda r: r.hgetall(self.key), default={})
+        return {model: (ref, alias) for model, (ref, alias) in ((m, _parse(v)) for m, v in raw.items()) if alias}
+
+    async def set(self, model: str, ref: AdapterRef | None, follows: str | None = None) -> None:
         if ref is None:
             done = await self.store.call(lambda r: r.hdel(self.key, model), default=None)
         else:
-            value = json.dumps(_record(ref))
+            value = json.dumps(_record(ref) | ({"follows": follows} if follows else {}))
             done = await self.store.call(lambda r: r.hset(self.key, model, value), default=None)
         if done is None:
             raise ServiceUnavailableError("the weights record (redis) is unavailable; nothing was changed")

@@ -7,8 +7,8 @@ import asyncio
 
 from fastapi import APIRouter, Depends
 
-from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
-from deployments.adapters import serves_merged
+from contracts.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
+from deployments.adapters import parse_spec, serves_merged
 from deployments.model_server import deployment_name
 from deployments.state.routes import LiveRoute, Shadow
 from serve_app import serve_control, weights_roll
@@ -79,46 +79,25 @@ class AdminAPI:
         if not serves_merged(target):
             raise InvalidRequestError(f"model {model} applies LoRA adapters per request: name the adapter on "
                                       "requests or routes instead", "model")
-        ref = None
+        ref, follows = None, None
         if body.adapter:
-            # An alias is resolved now: the weights record (and the roll) hold that version, not the alias.
-            adapter = await self.adapters.resolve(body.adapter)
+            # An alias (or a bare name: its stable alias) is followed: moving it later rolls the model again.
+            selector = parse_spec(body.adapter)
+            adapter = await self.adapters.resolve(selector)
             if adapter.base_model != model or adapter.kind != "merged":
                 raise InvalidRequestError(f"adapter {body.adapter!r} is a {adapter.kind} adapter of "
                                           f"{adapter.base_model}, not merged weights of {model}", "adapter")
-            ref = adapter.ref
-        # One change at a time per model, across ingress replicas: held past the deploy, until the
-        # controller shows the roll (which the status check below then refuses).
-        if await self.active_weights.claim(model, weights_roll.SETTLE_GRACE_S) is None:
-            raise ConflictError(f"another change of model {model}'s weights is being applied: watch "
-                                f"GET /v1/models/{model}/weights and try again once it is HEALTHY", "model")
-        try:
-            status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
-            state = status.get(deployment_name(model), {}).get("status")
-            if not weights_roll.may_change(state):
-                raise ConflictError(f"model {model} is {state} (rolling or scaling) now: wait until "
-                                    f"GET /v1/models/{model}/weights shows it HEALTHY, then activate", "model")
-            previous = await self.active_weights.get(model)
-            await self.active_weights.set(model, ref)
-            try:
-                await weights_roll.start(self.config, model, ref, self.pending_rolls)
-            except Exception:
-                await self.active_weights.set(model, previous)
-                raise
-        except Exception as err:
-            await self.active_weights.release(model)
-            if isinstance(err, serve_control.DeployError):
-                raise ConflictError(f"cannot roll {model}: {err}") from None
-            raise
-        return {"model": model, "adapter": ref.tag if ref else None, "status": "rolling",
+            ref, follows = adapter.ref, selector.value if selector.kind == "alias" else None
+        await weights_roll.change(self.config, model, ref, follows, self.active_weights, self.pending_rolls)
+        return {"model": model, "adapter": ref.tag if ref else None, "follows": follows, "status": "rolling",
                 "watch": f"GET /v1/models/{model}/weights"}
 
     @keyed.get("/v1/models/{model}/weights")
     async def get_weights(self, model: str):
         self._model_config(model)
-        active = await self.active_weights.get(model)
+        active, follows = await self.active_weights.followed(model)
         status = await asyncio.to_thread(serve_control.deployment_status, self.config.server.app_name)
-        return {"model": model, "adapter": active.tag if active else None,
+        return {"model": model, "adapter": active.tag if active else None, "follows": follows,
                 "deployment": status.get(deployment_name(model), {})}
 
     def _model_config(self, model: str):

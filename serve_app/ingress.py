@@ -24,7 +24,7 @@ from contracts.config import AppConfig
 from contracts.errors import ConflictError, InvalidRequestError
 from contracts.process import freeze_startup_heap
 from deployments.adapters import AdapterRef, serves_merged
-from deployments.merged_weights import ActiveWeights, PendingRolls
+from deployments.merged_weights import ActiveWeights, PendingRolls, serves_named
 from deployments.release_autopilot import Autopilot
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
@@ -62,6 +62,7 @@ from serve_app.openapi_doc import live_openapi
 from serve_app.policy_api import PolicyAPI
 from serve_app.releases_api import ReleasesAPI
 from serve_app.shadow import ShadowRunner
+from serve_app.weights_follow import AliasFollower
 
 # Each family's router carries its access dependency (``access.caller``, ``admin``, ``docs_reader``). Included
 # before serve.ingress below, which turns the app's routes into methods of the ingress.
@@ -97,10 +98,12 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, PolicyAPI
         self.active_weights = ActiveWeights(self.redis)
         self.live_routes = LiveRoutes(self.redis)
         self.pending_rolls = PendingRolls(self.redis)
-        # Every ingress replica finishes weights rolls (any of them may have started one, and may be gone).
+        # Every ingress replica finishes weights rolls (any of them may have started one, and may be gone),
+        # and starts one when an alias a model follows moves (a promote, a rollback).
         if any(serves_merged(m) for m in config.models):
-            self._settler = asyncio.get_running_loop().create_task(weights_roll.Settler(config,
-                                                                                      self.pending_rolls).run())
+            follower = AliasFollower(config, self.adapters, self.active_weights, self.pending_rolls)
+            self._weights = [asyncio.get_running_loop().create_task(task.run()) for task in
+                             (weights_roll.Settler(config, self.pending_rolls), follower)]
         self.access = AccessControl(self.keys, RateLimiter(self.redis, config.auth.window_s), config.auth)
         self.pipeline = CopyPipeline(self.router, models, self.streaming, polish, sentiment, self.sessions)
         self.shadows = ShadowRunner(self.pipeline, self.adapters, self.evaluation, config.server.shadow_max_in_flight)
@@ -128,9 +131,8 @@ class Ingress(CopyAPI, OpenAIAPI, DiscoveryAPI, AdminAPI, ReleasesAPI, PolicyAPI
             raise InvalidRequestError(f"adapter {spec!r} is for model {adapter.base_model}, but this request is "
                                       f"served by {model}", "adapter")
         if adapter.kind == "merged":
-            active = await self.active_weights.get(model)
-            # A bare name asks for whichever version of it the model serves; an alias or version, for that one.
-            if active is None or active.name != adapter.name or ("@" in spec and active.version != adapter.version):
+            active, follows = await self.active_weights.followed(model)
+            if not serves_named(active, follows, adapter, spec):
                 raise ConflictError(f"adapter {spec!r} ({adapter.ref.tag}) is merged weights and model {model} serves "
                                     f"{active.tag if active else 'its base weights'}: activate it first with "
                                     f"PUT /v1/models/{model}/weights", "adapter")

@@ -208,8 +208,9 @@ class WeightsRequest(ApiRequest):
     model_config = ConfigDict(extra="forbid")
 
     adapter: AdapterSpec | None = Field(
-        ..., description="A registered merged adapter of this model (an alias is resolved to its version now), or "
-                         "null for the base weights.")
+        ..., description="A registered merged adapter of this model, or null for the base weights. Named by alias "
+                         "(or a bare name: its stable alias), the model follows the alias: moving it (promote, "
+                         "rollback, PUT .../aliases/...) rolls the model onto the new version. name@vN pins it.")
 
 
 class RouteVariant(BaseModel):

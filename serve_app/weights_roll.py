@@ -13,9 +13,9 @@ import logging
 import time
 
 from contracts.config import AppConfig
-from contracts.errors import ServiceUnavailableError
+from contracts.errors import ConflictError, ServiceUnavailableError
 from deployments.adapters import AdapterRef
-from deployments.merged_weights import PendingRoll, PendingRolls, weights_env
+from deployments.merged_weights import ActiveWeights, PendingRoll, PendingRolls, weights_env
 from deployments.model_server import deployment_name
 from serve_app import serve_control
 
@@ -32,6 +32,40 @@ BUSY_STATES = frozenset({"UPDATING", "UPSCALING", "DOWNSCALING"})
 def may_change(state: str | None) -> bool:
     """Whether a model deployment in ``state`` may start a new weights roll."""
     return state is not None and state not in BUSY_STATES
+
+
+async def change(config: AppConfig, model: str, ref: AdapterRef | None, follows: str | None,
+                 active: ActiveWeights, pending: PendingRolls, unless_moved_from: AdapterRef | None = None) -> bool:
+    """Record ``ref`` (following the alias ``follows``, or pinned) as ``model``'s weights and start the roll onto
+    it: a ConflictError while another change holds the model or it is rolling or scaling. With
+    ``unless_moved_from``, only while the model still serves that version (False: someone else changed it)."""
+    # One change at a time per model, across ingress replicas: held past the deploy, until the
+    # controller shows the roll (which the status check below then refuses).
+    if await active.claim(model, SETTLE_GRACE_S) is None:
+        raise ConflictError(f"another change of model {model}'s weights is being applied: watch "
+                            f"GET /v1/models/{model}/weights and try again once it is HEALTHY", "model")
+    try:
+        status = await asyncio.to_thread(serve_control.deployment_status, config.server.app_name)
+        state = status.get(deployment_name(model), {}).get("status")
+        if not may_change(state):
+            raise ConflictError(f"model {model} is {state} (rolling or scaling) now: wait until "
+                                f"GET /v1/models/{model}/weights shows it HEALTHY, then activate", "model")
+        previous, previous_follows = await active.followed(model)
+        if unless_moved_from is not None and previous != unless_moved_from:
+            await active.release(model)
+            return False
+        await active.set(model, ref, follows)
+        try:
+            await start(config, model, ref, pending)
+        except Exception:
+            await active.set(model, previous, previous_follows)
+            raise
+    except Exception as err:
+        await active.release(model)
+        if isinstance(err, serve_control.DeployError):
+            raise ConflictError(f"cannot roll {model}: {err}") from None
+        raise
+    return True
 
 
 async def start(config: AppConfig, model: str, ref: AdapterRef | None, pending: PendingRolls) -> None:

@@ -1,5 +1,6 @@
 """GPT-J adapters are served merged: activating one rolls the model's two replicas one at a time,
-with no failed request, and every request after the roll is served by the merged weights."""
+with no failed request, and every request after the roll is served by the merged weights. A model
+activated by an alias follows it: promoting a new version rolls the model onto it."""
 
 import threading
 import time
@@ -28,16 +29,25 @@ ROWS = [(f"Algebra course {i}", "live tutors|weekly quizzes",
          f"Master algebra in course {i} with live tutors and weekly quizzes. Enrol today.") for i in range(12)]
 
 
-@pytest.fixture(scope="module")
-def merged_adapter(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("merged")
+def train_merged(folder, seed: int = 0):
     data = folder / "courses.csv"
     write_dataset(data, ROWS)
     base = prepare(models_home(), ("tiny-gptj",))["tiny-gptj"]
     train(TrainConfig(base_model=base, family="gptj", data=data, output=folder / "tutor", industry="education",
-                      rank=4, epochs=2, batch_size=4, learning_rate=5e-2, max_length=160, merge=True),
+                      rank=4, epochs=2, batch_size=4, learning_rate=5e-2, max_length=160, merge=True, seed=seed),
           progress=False)
     return folder / "tutor"
+
+
+@pytest.fixture(scope="module")
+def merged_adapter(tmp_path_factory):
+    return train_merged(tmp_path_factory.mktemp("merged"))
+
+
+@pytest.fixture(scope="module")
+def second_merged(tmp_path_factory):
+    """Another version of the same adapter: other weights (another seed), so other copy."""
+    return train_merged(tmp_path_factory.mktemp("merged-v2"), seed=1)
 
 
 def rolled(admin, tag: str | None, model: str = MODEL, replicas: int = 2) -> bool:
@@ -92,7 +102,7 @@ def test_activation_rolls_replicas_without_failed_requests(admin, client, merged
         started = time.monotonic()
         r = admin.put(f"/v1/models/{MODEL}/weights", json={"adapter": "tutor"})
         assert r.status_code == 202, r.text
-        assert r.json() == {"model": MODEL, "adapter": tag, "status": "rolling",
+        assert r.json() == {"model": MODEL, "adapter": tag, "follows": "stable", "status": "rolling",
                             "watch": f"GET /v1/models/{MODEL}/weights"}
         assert surge_then_settle(admin, tag), admin.get(f"/v1/models/{MODEL}/weights").text  # 2 -> 3 -> 2
         roll_s = time.monotonic() - started
@@ -130,7 +140,8 @@ def test_weights_endpoint_refuses_what_it_cannot_do(admin, client, merged_adapte
     assert r.status_code == 400 and "do not fit model" in r.json()["error"]["message"]
 
 
-def test_a_single_replica_model_rolls_with_no_downtime(admin, client, merged_adapter):
+def test_a_single_replica_model_rolls_with_no_downtime_and_follows_a_promote(admin, client, merged_adapter,
+                                                                              second_merged):
     r = admin.post("/v1/adapters", json={"name": "solo", "base_model": SOLO, "path": str(merged_adapter)})
     assert r.status_code == 201, r.text
     tag = f"solo@v{r.json()['version']}"
@@ -150,23 +161,42 @@ def test_a_single_replica_model_rolls_with_no_downtime(admin, client, merged_ada
     worker.start()
     try:
         started = time.monotonic()
-        assert admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": "solo"}).status_code == 202
-        again = admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": None})  # mid-roll: one change at a time
-        assert again.status_code == 409 and "being applied" in again.json()["error"]["message"], again.text
+        # Two admins at once: one roll, one 409 (one change of a model's weights at a time).
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": "solo"}),
+                                    range(2)))
+        assert sorted(r.status_code for r in answers) == [202, 409], [r.text for r in answers]
+        assert "being applied" in next(r for r in answers if r.status_code == 409).json()["error"]["message"]
         surged = surge_then_settle(admin, tag, SOLO, replicas=1)
         roll_s = time.monotonic() - started
+        assert surged and rolled(admin, tag, SOLO, replicas=1)  # a second replica carried the roll, then left
+        first = client.post("/v1/copy", json=prompt).json()
+
+        # A new version staged as canary rolls nothing; promoting it moves stable, which the model follows.
+        r = admin.post("/v1/adapters", json={"name": "solo", "base_model": SOLO, "path": str(second_merged),
+                                             "alias": "canary"})
+        assert r.status_code == 201, r.text
+        tag2 = f"solo@v{r.json()['version']}"
+        assert admin.get(f"/v1/models/{SOLO}/weights").json()["adapter"] == tag
+        started = time.monotonic()
+        r = admin.post("/v1/adapters/solo/promote", json={"reason": "canary reads better"})
+        assert r.status_code == 200, r.text
+        followed = surge_then_settle(admin, tag2, SOLO, replicas=1)
+        follow_s = time.monotonic() - started
         time.sleep(1)
     finally:
         stop.set()
         worker.join()
-    print(f"\n[merged] rolled 1 replica (surge to 2) in {roll_s:.0f}s; served {dict(served)}; failures {len(failures)}")
-    assert surged and rolled(admin, tag, SOLO, replicas=1)  # a second replica carried the roll, then left
+    print(f"\n[merged] rolled 1 replica (surge to 2) in {roll_s:.0f}s, then onto the promoted version in "
+          f"{follow_s:.0f}s; served {dict(served)}; failures {len(failures)}")
+    assert followed, admin.get(f"/v1/models/{SOLO}/weights").text
     assert failures == []
-    assert served[None] > 0 and served[tag] > 0
-
-    # Back to the base weights for the tests that follow. Two admins at once: one roll, one 409.
-    with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(lambda _: admin.put(f"/v1/models/{SOLO}/weights", json={"adapter": None}), range(2)))
-    assert sorted(r.status_code for r in answers) == [202, 409], [r.text for r in answers]
-    assert surge_then_settle(admin, None, SOLO, replicas=1)
-    assert client.post("/v1/copy", json=prompt).json()["adapter"] is None
+    assert served[None] > 0 and served[tag] > 0 and served[tag2] > 0  # load ran across both rolls
+    state = admin.get(f"/v1/models/{SOLO}/weights").json()
+    assert (state["adapter"], state["follows"]) == (tag2, "stable")
+    after = client.post("/v1/copy", json=prompt).json()
+    assert after["adapter"] == tag2 and after["raw_text"] != first["raw_text"]  # the replica runs the new weights
+    named = client.post("/v1/copy", json={**prompt, "adapter": "solo@stable"})
+    assert named.status_code == 200 and named.json()["adapter"] == tag2
+    moves = [(e["action"], e["alias"], e["to"]) for e in admin.get("/v1/adapters/solo/history").json()["data"]]
+    assert ("promote", "stable", int(tag2.rpartition("@v")[2])) in moves

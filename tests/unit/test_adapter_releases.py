@@ -20,6 +20,7 @@ import serve_app.ingress  # noqa: F401 - registers the routes on the app
 from contracts.config import AuthConfig, load_config
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError
 from deployments.adapters import AdapterRef, content_digest, content_files, parse_spec
+from deployments.merged_weights import ActiveWeights
 from deployments.router import CopyPlan, RoutePlan
 from deployments.state.adapter_releases import AdapterRegistry
 from deployments.state.keys import ApiKey
@@ -51,14 +52,6 @@ class Limiter:
         return Decision(True)
 
 
-class Weights:
-    def __init__(self):
-        self.active: dict[str, AdapterRef] = {}
-
-    async def get(self, model):
-        return self.active.get(model)
-
-
 class Releases(ReleasesAPI):
     """Enough of the ingress for /v1/adapters and its ``_adapter`` lookup."""
 
@@ -69,10 +62,11 @@ class Releases(ReleasesAPI):
         self.config = config.model_copy(update={"server": config.server.model_copy(
             update={"adapter_roots": [str(roots)]})})
         self.models = {m.name: None for m in config.models}
-        self.adapters = AdapterRegistry(MemoryStore())
+        store = MemoryStore()
+        self.adapters = AdapterRegistry(store)
         self.router = SimpleNamespace(table={})
         self.router.live_routes = lambda: _value(self.router.table)
-        self.active_weights = Weights()
+        self.active_weights = ActiveWeights(store)
 
 
 async def _value(value):
@@ -288,7 +282,7 @@ async def test_a_merged_adapter_serves_only_the_version_the_model_runs(api):
     for number, digest in ((1, "1" * 64), (2, "2" * 64)):
         await api.adapters.register(Adapter("tutor", "tiny-gptj", f"/m/{number}", 0, 4, 0.0, {}, kind="merged",
                                             digest=digest), "stable" if number == 1 else "canary", None)
-    api.active_weights.active["tiny-gptj"] = (await api.adapters.resolve("tutor@v1")).ref
+    await api.active_weights.set("tiny-gptj", (await api.adapters.resolve("tutor@v1")).ref)  # pinned to v1
     assert await api._adapter("tutor", "tiny-gptj") is None  # the bare name: whichever version it runs
     assert await api._adapter("tutor@stable", "tiny-gptj") is None
     with pytest.raises(ConflictError, match=r"tutor@v2.*serves tutor@v1"):

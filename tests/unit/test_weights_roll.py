@@ -178,7 +178,7 @@ def test_an_autoscaled_model_rolls_without_changing_its_count(monkeypatch, confi
 
 class Weights:
     def __init__(self):
-        self.active, self.claimed = {}, set()
+        self.active, self.follows, self.claimed = {}, {}, set()
 
     async def claim(self, model, hold_s):
         if model in self.claimed:
@@ -189,11 +189,11 @@ class Weights:
     async def release(self, model):
         self.claimed.discard(model)
 
-    async def get(self, model):
-        return self.active.get(model)
+    async def followed(self, model):
+        return self.active.get(model), self.follows.get(model)
 
-    async def set(self, model, ref):
-        self.active[model] = ref
+    async def set(self, model, ref, follows=None):
+        self.active[model], self.follows[model] = ref, follows
 
 
 class Api(Admin):
@@ -249,7 +249,9 @@ async def test_a_refused_deploy_leaves_the_active_weights_as_they_were(monkeypat
     assert api.active_weights.active == {SOLO: None} and api.active_weights.claimed == set()
 
 
-async def test_an_alias_is_resolved_at_activation_and_the_weights_record_the_version(monkeypatch, config):
+@pytest.mark.parametrize("spec, follows", [("tutor@canary", "canary"), ("tutor@v2", None),
+                                           (f"tutor@{'2' * 12}", None)])
+async def test_activation_records_the_version_and_the_alias_it_follows(monkeypatch, config, spec, follows):
     from deployments.state.adapter_releases import AdapterRegistry
     from tests.fakes import MemoryStore
 
@@ -259,9 +261,8 @@ async def test_an_alias_is_resolved_at_activation_and_the_weights_record_the_ver
     for number, alias in ((1, "stable"), (2, "canary")):
         await api.adapters.register(Adapter("tutor", SOLO, f"/adapters/tutor/v{number}/merged", 0, 4, 0.0, {},
                                             kind="merged", digest=str(number) * 64), alias, None)
-    answer = await api.set_weights(SOLO, WeightsRequest(adapter="tutor@canary"))
-    assert answer["adapter"] == "tutor@v2"
+    answer = await api.set_weights(SOLO, WeightsRequest(adapter=spec))
+    assert (answer["adapter"], answer["follows"]) == ("tutor@v2", follows)  # an alias is followed, a version pinned
     active = api.active_weights.active[SOLO]
     assert (active.version, active.digest, active.path) == (2, "2" * 64, "/adapters/tutor/v2/merged")
-    await api.adapters.move("tutor", "canary", version=1)  # moving the alias later rolls nothing
-    assert api.active_weights.active[SOLO].version == 2
+    assert api.active_weights.follows[SOLO] == follows
