@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 ID_COLUMNS = ("sku", "id", "product_id")
+HANDED_BACK_BYTES = 1024   # smaller than any answered batch: each is handed back (and written) as it ends
+READ_BLOCKS_PER_ACTOR = 4
 READERS = {".csv": "read_csv", ".jsonl": "read_json", ".json": "read_json", ".parquet": "read_parquet"}
 
 
@@ -113,11 +115,17 @@ def run(args: argparse.Namespace) -> int:
     if not ray.is_initialized():
         ray.init(address=args.address, logging_level="WARNING")
     light = {"num_cpus": 0.1}  # HTTP clients and a reader: the CPUs belong to the engines
-    ds = getattr(ray.data, reader)(str(source.resolve()), ray_remote_args=light)
+    # Ray Data gathers a task's output into blocks of up to target_max_block_size (128 MiB) before handing any
+    # back, and on a small Ray reads a file as one or two blocks: the answers would all come back at the end,
+    # and a run stopped halfway would keep nothing to resume from. Every answered batch is handed back at once,
+    # and the catalogue is read in enough blocks to keep every client actor busy.
+    ray.data.DataContext.get_current().target_max_block_size = HANDED_BACK_BYTES
+    ds = getattr(ray.data, reader)(str(source.resolve()), ray_remote_args=light,
+                                   override_num_blocks=READ_BLOCKS_PER_ACTOR * args.concurrency)
     skip = done_ids(out)
     if skip:
         print(f"resuming: {len(skip)} rows already in {out}", file=sys.stderr)
-        ds = ds.filter(lambda row: row_id({k: _plain(v) for k, v in row.items()}) not in skip)
+        ds = ds.filter(lambda row: row_id({k: _plain(v) for k, v in row.items()}) not in skip, **light)
     defaults = {k: v for k, v in {"industry": args.industry, "channel": args.channel, "language": args.language,
                                   "max_tokens": args.max_tokens}.items() if v is not None}
     answers = ds.map_batches(CopyWriter, fn_constructor_kwargs={"url": args.url, "api_key": args.api_key,

@@ -1,8 +1,15 @@
 """`copyserve batch run` on Ray Data against the running service: every catalogue row written once; a
-second run skips what is written and adds only the new rows."""
+second run skips what is written and adds only the new rows; rows are written as they are answered. The
+runs happen on a Ray whose whole CPUs are taken, as the embedded default's engines take them: an
+operator of the run that asks for a whole CPU would wait forever."""
 
 import json
+import threading
+import time
 from argparse import Namespace
+
+import pytest
+import ray
 
 from serve_app import batch_cli
 
@@ -18,11 +25,40 @@ def args_for(source, out, base_url, user_key) -> Namespace:
                      url=base_url, api_key=user_key, address=None, concurrency=2, batch_size=2, timeout=120)
 
 
-def test_a_catalogue_is_written_once_and_a_rerun_only_adds_new_rows(tmp_path, base_url, user_key, capsys):
+@ray.remote
+class Holder:
+    def ready(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def busy_ray(base_url):
+    """Hold every whole CPU the session's Ray has free (leaving half of one)."""
+    free = ray.available_resources().get("CPU", 0.0)
+    holder = Holder.options(num_cpus=free - 0.5).remote() if free > 0.5 else None
+    if holder is not None:
+        ray.get(holder.ready.remote(), timeout=60)
+    yield
+    if holder is not None:
+        ray.kill(holder)
+
+
+def run_cli(args, timeout_s: float = 300) -> int:
+    """``batch_cli.run`` with a deadline: a run whose operators cannot be scheduled fails here, not hangs."""
+    result = []
+    runner = threading.Thread(target=lambda: result.append(batch_cli.run(args)), daemon=True)
+    runner.start()
+    runner.join(timeout_s)
+    assert result, f"copyserve batch run did not finish in {timeout_s}s (an operator waiting for a whole CPU?)"
+    return result[0]
+
+
+def test_a_catalogue_is_written_once_and_a_rerun_only_adds_new_rows(tmp_path, base_url, user_key, capsys,
+                                                                     busy_ray):
     source, out = tmp_path / "catalogue.csv", tmp_path / "copy.jsonl"
     source.write_text("sku,product_name,keywords\nA-1,steel bottle,cold|light\nA-2,wool socks,warm\n"
                       "A-3,desk lamp,bright\n")
-    assert batch_cli.run(args_for(source, out, base_url, user_key)) == 0
+    assert run_cli(args_for(source, out, base_url, user_key)) == 0
     summary = summary_of(capsys)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == ["A-1", "A-2", "A-3"]
@@ -31,7 +67,7 @@ def test_a_catalogue_is_written_once_and_a_rerun_only_adds_new_rows(tmp_path, ba
     assert by_id["A-1"]["request"]["keywords"] == ["cold", "light"] and by_id["A-1"]["copy"]["industry"] == "finance"
 
     source.write_text(source.read_text() + "A-4,tea set,calm\n")
-    assert batch_cli.run(args_for(source, out, base_url, user_key)) == 0
+    assert run_cli(args_for(source, out, base_url, user_key)) == 0
     summary = summary_of(capsys)
     assert summary["skipped_as_done"] == 3 and summary["written"] == 1
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["A-1", "A-2", "A-3", "A-4"]
@@ -44,3 +80,30 @@ def test_rows_the_service_refuses_are_reported_not_written(tmp_path, base_url, u
     summary = summary_of(capsys)
     assert summary["failed"] == 1 and "unknown industry" in summary["failures"][0]["reason"]
     assert out.read_text() == ""
+
+
+def test_rows_are_written_as_they_are_answered_not_at_the_end(tmp_path, base_url, user_key, capsys, busy_ray):
+    """What makes a stopped run resumable: the file grows while the run goes on (a catalogue read as one block
+    must not come back as one block at the end)."""
+    ROWS = 64
+    source, out = tmp_path / "catalogue.csv", tmp_path / "copy.jsonl"
+    source.write_text("sku,product_name,keywords\n" + "".join(f"C-{i},cushion {i},soft\n" for i in range(ROWS)))
+    seen, done = [], threading.Event()  # (seconds, rows in the file)
+
+    def watch():
+        while not done.is_set():
+            seen.append((time.monotonic(), len(out.read_text().splitlines()) if out.exists() else 0))
+            done.wait(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert run_cli(Namespace(**{**vars(args_for(source, out, base_url, user_key)), "batch_size": 8})) == 0
+    finally:
+        done.set()
+        watcher.join()
+    assert summary_of(capsys)["written"] == ROWS
+    # Part of the catalogue stayed on disk while the rest was asked for: rows that came back in one piece at
+    # the end would be written within milliseconds of each other.
+    partial = [t for t, n in seen if 0 < n < ROWS]
+    assert partial and max(partial) - min(partial) >= 1.0, seen
