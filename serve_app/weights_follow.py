@@ -23,6 +23,9 @@ FOLLOW_POLL_S = 2.0  # each ingress replica's look at followed aliases (one HGET
 
 
 class AliasFollower:
+    """One ingress replica's look at the models that follow an alias (any replica may start a roll; the claim
+    lets one through)."""
+
     def __init__(self, config: AppConfig, adapters: AdapterRegistry, active: ActiveWeights, pending: PendingRolls):
         self.config, self.adapters, self.active, self.pending = config, adapters, active, pending
         self._lost: set[tuple[str, str, str]] = set()  # (model, name, alias) already reported gone
