@@ -61,16 +61,24 @@ def run_batch(url: str, key: str, model: str, lines: int, industry: str, headers
         return finished["done"]
 
     async def watch() -> object:
-        while True:
-            b = client.batches.retrieve(batch.id)
-            counts = b.request_counts
-            print(f"\r  batch: {counts.completed + counts.failed}/{counts.total} ({b.status})   ", end="",
-                  file=sys.stderr, flush=True)
-            if b.status in ("completed", "failed", "cancelled", "expired"):
-                finished["done"] = True
-                print(file=sys.stderr)
-                return b
-            await asyncio.sleep(1)
+        try:
+            while True:
+                try:
+                    b = client.batches.retrieve(batch.id)
+                except (openai.APIConnectionError, openai.InternalServerError) as err:
+                    # A 503 under this load (Redis slow to answer) is an answer, not the end of the batch: look again.
+                    print(f"\n  batch status: {type(err).__name__}; looking again", file=sys.stderr)
+                    await asyncio.sleep(1)
+                    continue
+                counts = b.request_counts
+                print(f"\r  batch: {counts.completed + counts.failed}/{counts.total} ({b.status})   ", end="",
+                      file=sys.stderr, flush=True)
+                if b.status in ("completed", "failed", "cancelled", "expired"):
+                    print(file=sys.stderr)
+                    return b
+                await asyncio.sleep(1)
+        finally:
+            finished["done"] = True  # the interactive client stops with the watch, however it ends
 
     async def both():
         live = asyncio.to_thread(interactive, url, headers, industry, 10, done)
