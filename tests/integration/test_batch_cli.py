@@ -85,9 +85,9 @@ def test_rows_the_service_refuses_are_reported_not_written(tmp_path, base_url, u
 def test_rows_are_written_as_they_are_answered_not_at_the_end(tmp_path, base_url, user_key, capsys, busy_ray):
     """What makes a stopped run resumable: the file grows while the run goes on (a catalogue read as one block
     must not come back as one block at the end)."""
-    ROWS = 64
+    rows = 64
     source, out = tmp_path / "catalogue.csv", tmp_path / "copy.jsonl"
-    source.write_text("sku,product_name,keywords\n" + "".join(f"C-{i},cushion {i},soft\n" for i in range(ROWS)))
+    source.write_text("sku,product_name,keywords\n" + "".join(f"C-{i},cushion {i},soft\n" for i in range(rows)))
     seen, done = [], threading.Event()  # (seconds, rows in the file)
 
     def watch():
@@ -102,8 +102,8 @@ def test_rows_are_written_as_they_are_answered_not_at_the_end(tmp_path, base_url
     finally:
         done.set()
         watcher.join()
-    assert summary_of(capsys)["written"] == ROWS
+    assert summary_of(capsys)["written"] == rows
     # Part of the catalogue stayed on disk while the rest was asked for: rows that came back in one piece at
     # the end would be written within milliseconds of each other.
-    partial = [t for t, n in seen if 0 < n < ROWS]
+    partial = [t for t, n in seen if 0 < n < rows]
     assert partial and max(partial) - min(partial) >= 1.0, seen
