@@ -50,6 +50,11 @@ class Noop:
     async def ok(self) -> dict:
         return {"ok": True}
 
+    @noop_api.post("/")
+    async def read(self, body: dict) -> dict:
+        """A POST no-op that reads its JSON body: Serve fetches a body from the proxy in one more actor call."""
+        return {"ok": True}
+
 
 def tree_rss(root: psutil.Process, include_root: bool = True, leave_out: str | None = None) -> dict:
     """RSS of a process tree, each process and the total; ``leave_out``: processes whose command line has it."""
@@ -189,10 +194,11 @@ def running_graph(config, port: int):
     from serve_app import serve_control
     from serve_app.builder import local_ray_env, validate_for_serving
     from serve_app.serve_config import build_serve_config
+    from serve_app.worker_setup import serving_runtime_env
 
     validate_for_serving(config)
     os.environ.update(local_ray_env(config))  # as `copyserve serve` starts its Ray
-    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING", runtime_env=serving_runtime_env())
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve_control.deploy(build_serve_config(config))  # as `copyserve serve` does

@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     from serve_app import serve_control
     from serve_app.builder import local_ray_env, validate_for_serving
     from serve_app.serve_config import build_serve_config
+    from serve_app.worker_setup import serving_runtime_env
 
     config = load_config(args.config)
     server = config.server.model_copy(update={k: v for k, v in {"host": args.host, "port": args.port}.items() if v})
@@ -49,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.address:
         os.environ.update(local_ray_env(config))
     ray.init(address=args.address or "local", include_dashboard=False, logging_level="WARNING",
+             runtime_env=serving_runtime_env(),
              _metrics_export_port=None if args.address else _free_or_none(server.metrics_port))
     serve.start(http_options={"host": server.host, "port": server.port,
                               "request_timeout_s": server.request_timeout_s})

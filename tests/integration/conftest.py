@@ -27,6 +27,7 @@ from finetune.train import train
 from serve_app import serve_control
 from serve_app.builder import local_ray_env
 from serve_app.serve_config import build_serve_config
+from serve_app.worker_setup import serving_runtime_env
 from tests.integration.helpers import free_port, write_dataset
 
 CONFIG = Path(__file__).parent.parent / "configs" / "integration.yaml"
@@ -118,7 +119,7 @@ def base_url(app_config):
     os.environ["RAY_metrics_report_interval_ms"] = str(METRICS_REPORT_MS)  # Ray's default is 10 s
     os.environ.update(local_ray_env(app_config))  # as `copyserve serve` starts its Ray
     ray.init(address="local", num_cpus=6, include_dashboard=False, logging_level="WARNING",
-             _metrics_export_port=server.metrics_port)
+             runtime_env=serving_runtime_env(), _metrics_export_port=server.metrics_port)
     serve.start(http_options={"host": server.host, "port": server.port})
     started = time.monotonic()
     # Deployed from a Serve config, as `copyserve serve` does: later changes roll single deployments.
