@@ -147,9 +147,23 @@ def fit_text(text: str, field: ChannelField, language: str) -> str:
     text = " ".join(text.split())
     ceiling = field.max_chars(language)
     if len(text) < ceiling and measure(text, field.unit) <= field.limit:
-        return text
+        return close_on_word(text, language)
     while text and (len(text) > ceiling or measure(text, field.unit) > field.limit):
         text = text[:-1]
+    return trim_to_boundary(text, language)
+
+
+def close_on_word(text: str, language: str) -> str:
+    """A field the model closed itself on a word no sentence ends on ("... and it's called the") or on a
+    separator ends at the clause or word before it; one of bare punctuation is empty (and written again)."""
+    if language == "zh" or not text:
+        return text
+    if not any(c.isalnum() for c in text):
+        return ""
+    if text.endswith(tuple(",;:-–—/(&")):
+        return trim_to_boundary(text, language)  # the separator is the clause end it finds
+    if text.rsplit(" ", 1)[-1].lower().strip(",;:-–—/(&") not in DANGLING or " " not in text:
+        return text
     return trim_to_boundary(text, language)
 
 

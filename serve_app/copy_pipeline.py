@@ -45,6 +45,12 @@ class Attempt:
         return max(scores) if scores else 0.0
 
     @property
+    def complete(self) -> bool:
+        """Every field of the chosen draft has text (a field the model wrote as bare punctuation fits to "")."""
+        return self.fields is None or all(all(v) if isinstance(v, list) else bool(v)
+                                          for v in self.fields[self.best].values())
+
+    @property
     def best(self) -> int:
         scores = [d.sentiment["score"] if d.sentiment else 0.0 for d in self.drafts]
         return scores.index(max(scores))
@@ -176,13 +182,20 @@ class CopyPipeline:
 
     @staticmethod
     def accepted(attempt: Attempt, plan: CopyPlan, enabled: bool) -> bool:
+        if not attempt.complete:
+            return False
         floor = plan.quality.sentiment_floor
         return not enabled or floor is None or attempt.score >= floor
+
+    @staticmethod
+    def retries(plan: CopyPlan) -> int:
+        """The route's retry budget; channel copy may always write once more, for a field left empty."""
+        return max(plan.quality.max_retries, 1) if plan.channel else plan.quality.max_retries
 
     async def run(self, body: CopySampling, plan: CopyPlan, sampling: SamplingOptions, request_id: str,
                   received: float) -> dict:
         attempts: list[Attempt] = []
-        for number in range(1, plan.quality.max_retries + 2):
+        for number in range(1, self.retries(plan) + 2):
             completion = await model_calls.generate(self.models[plan.route.model],
                                                     self.generation(sampling, plan, request_id, number))
             attempts.append(await self.postprocess(completion, plan, body.postprocess))
@@ -193,7 +206,7 @@ class CopyPipeline:
     async def stream(self, body: CopySampling, plan: CopyPlan, sampling: SamplingOptions, request_id: str,
                      received: float) -> AsyncIterator[dict]:
         attempts: list[Attempt] = []
-        for number in range(1, plan.quality.max_retries + 2):
+        for number in range(1, self.retries(plan) + 2):
             completion, progress = None, FieldProgress() if plan.channel else None
             async for item in model_calls.stream(self.streaming[plan.route.model],
                                                  self.generation(sampling, plan, request_id, number)):
@@ -207,15 +220,17 @@ class CopyPipeline:
             attempts.append(await self.postprocess(completion, plan, body.postprocess))
             if self.accepted(attempts[-1], plan, body.postprocess):
                 break
-            if number <= plan.quality.max_retries:
+            if number <= self.retries(plan):
                 yield {"type": "retry", "attempt": number, "sentiment_score": attempts[-1].score,
-                       "sentiment_floor": plan.quality.sentiment_floor}
+                       "sentiment_floor": plan.quality.sentiment_floor,
+                       "reason": "below the sentiment floor" if attempts[-1].complete else "a field was empty"}
         yield {"type": "final", **self.response(body, plan, attempts, request_id, received)}
 
     @staticmethod
     def response(body: CopySampling, plan: CopyPlan, attempts: list[Attempt], request_id: str,
                  received: float) -> dict:
-        chosen = max(attempts, key=lambda a: a.score) if body.postprocess else attempts[-1]
+        complete = [a for a in attempts if a.complete] or attempts
+        chosen = max(complete, key=lambda a: a.score) if body.postprocess else complete[-1]
         c, best = chosen.completion, chosen.drafts[chosen.best]
         prompt_tokens = sum(a.completion.prompt_tokens for a in attempts)
         completion_tokens = sum(a.completion.completion_tokens for a in attempts)

@@ -296,7 +296,9 @@ async function run(path, body, request) {
         renderMarkdown(text);
       } else if (event.type === "retry") {
         text = "";
-        setState("streaming", `Below the quality bar (sentiment ${event.sentiment_score}); writing again…`);
+        setState("streaming", event.reason === "a field was empty"
+          ? "A field came back empty; writing again…"
+          : `Below the quality bar (sentiment ${event.sentiment_score}); writing again…`);
       } else if (event.type === "final") {
         final = event;
       } else if (event.type === "error") {

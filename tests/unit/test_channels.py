@@ -70,6 +70,18 @@ def test_a_field_at_its_ceiling_ends_on_a_boundary(text, language, expected):
     assert measure(fit_text(text, HEADLINE, language), "width") <= 30
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("Keeps coffee hot and it's called the", "Keeps coffee hot and it's called"),   # closed on "the"
+    ("Saving lives around the world... and it is the", "Saving lives around the world..."),  # to the clause
+    ("Built to last,", "Built to last"),                                             # closed on a separator
+    ("Payz. Select a bottle for", "Payz. Select a bottle"),
+    (" , ", ""),                                                                     # bare punctuation: empty
+    ("Stay cool all day.", "Stay cool all day."),                                    # fine as written
+])
+def test_a_field_the_model_closed_on_a_dangling_word_ends_before_it(text, expected):
+    assert fit_text(text, ChannelField(name="bullet", limit=255, source="test"), "en") == expected
+
+
 def test_english_with_a_wide_character_is_cut_to_its_unit():
     fitted = fit_text("Summer sale on every bottle 夏日 now", HEADLINE, "en")
     assert measure(fitted, "width") <= 30 and not fitted.endswith(" ")
@@ -103,6 +115,17 @@ async def test_channel_copy_answers_fields_within_their_limits():
     assert out["fields"]["headlines"] == ["Stay Cold All Day", "The Ultimate Guide", "Leak-Proof"]
     assert out["text"].splitlines()[0] == "Stay Cold All Day"
     CopyResponse.model_validate(out)
+
+
+async def test_a_field_left_empty_is_written_again_even_without_a_quality_gate():
+    plan = with_channel(make_plan(), "email")  # no sentiment floor, no retries on the route
+    first, second = {"subject": ",", "preheader": "Cold for a day."}, {"subject": "Summer sale", "preheader": "Go."}
+    model = FakeModel([json.dumps(first), json.dumps(second)])
+    pipeline, _ = make_pipeline(model, FakeSentiment(scores={"Cold": 0.9}, default=0.1), plan)
+    out = await run(pipeline, copy_request(channel="email"), plan)
+    assert len(model.requests) == 2 and out["attempts"] == 2
+    # The complete attempt is answered, though the empty one scored higher.
+    assert out["fields"] == {"subject": "Summer sale", "preheader": "Go."}
 
 
 async def test_an_unfinished_answer_is_a_400_naming_max_tokens():
