@@ -268,7 +268,8 @@ async def test_stream_sends_deltas_retry_events_and_final():
     events = [e async for e in pipeline.stream(body, plan, CopyPipeline.sampling(body, plan), "rid", time.monotonic())]
     assert [e["type"] for e in events] == ["delta", "delta", "retry", "delta", "delta", "final"]
     assert "".join(e["text"] for e in events[:2]) == "Meh shoes."
-    assert events[2] == {"type": "retry", "attempt": 1, "sentiment_score": 0.3, "sentiment_floor": 0.6}
+    assert events[2] == {"type": "retry", "attempt": 1, "sentiment_score": 0.3, "sentiment_floor": 0.6,
+                         "reason": "below the sentiment floor"}
     assert events[3]["attempt"] == 2
     final = events[-1]
     assert final["attempts"] == 2 and final["text"] == "Great shoes." and final["attempt_scores"] == [0.3, 0.7]
