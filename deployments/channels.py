@@ -154,17 +154,18 @@ def fit_text(text: str, field: ChannelField, language: str) -> str:
 
 
 def close_on_word(text: str, language: str) -> str:
-    """A field the model closed itself on a word no sentence ends on ("... and it's called the") or on a
-    separator ends at the clause or word before it; one of bare punctuation is empty (and written again)."""
+    """A field the model closed itself on a separator or on a word no sentence ends on ("... and it's called
+    the", "free resource for,") ends at the clause or word before it; one with no word a sentence ends on (bare
+    punctuation, "The") is empty, and written again."""
     if language == "zh" or not text:
         return text
-    if not any(c.isalnum() for c in text):
+    words = [w.lower().strip(",;:-–—/(&.") for w in text.split(" ")]
+    if all(w in DANGLING or not any(c.isalnum() for c in w) for w in words):
         return ""
-    if text.endswith(tuple(",;:-–—/(&")):
-        return trim_to_boundary(text, language)  # the separator is the clause end it finds
-    if text.rsplit(" ", 1)[-1].lower().strip(",;:-–—/(&") not in DANGLING or " " not in text:
-        return text
-    return trim_to_boundary(text, language)
+    text = re.sub(r"[\s,;:\-–—/(&]+$", "", text)
+    if " " in text and text.rsplit(" ", 1)[-1].lower() in DANGLING:
+        return trim_to_boundary(text, language)
+    return text
 
 
 def trim_to_boundary(text: str, language: str) -> str:

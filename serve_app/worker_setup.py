@@ -8,14 +8,16 @@ from __future__ import annotations
 import sys
 
 # Ray loads the hook by this dotted name in each worker.
-HOOK = f"{__name__}.keep_pandas_out"
+HOOK = f"{__name__}.keep_data_libraries_out"
 
 
-def keep_pandas_out() -> None:
+def keep_data_libraries_out() -> None:
     """Ray Serve imports pandas wherever it is installed (``ray/serve/_private/utils.py``, to encode DataFrame
-    responses, which no route of ours returns): ~98 MiB in each of the six Serve processes. A ``None`` entry makes
-    ``import pandas`` raise ImportError, which Serve's optional import catches."""
-    sys.modules.setdefault("pandas", None)
+    responses, which no route of ours returns), and Ray's serialization imports pyarrow for Ray Data's types
+    (``ray/_private/arrow_serialization.py``), in each of the six Serve processes. A ``None`` entry makes the
+    import raise ModuleNotFoundError, which both optional imports catch."""
+    for name in ("pandas", "pyarrow"):
+        sys.modules.setdefault(name, None)
 
 
 def serving_runtime_env() -> dict:

@@ -75,7 +75,9 @@ def test_a_field_at_its_ceiling_ends_on_a_boundary(text, language, expected):
     ("Saving lives around the world... and it is the", "Saving lives around the world..."),  # to the clause
     ("Built to last,", "Built to last"),                                             # closed on a separator
     ("Payz. Select a bottle for", "Payz. Select a bottle"),
+    ("free resource for,", "free resource"),                                         # both at once
     (" , ", ""),                                                                     # bare punctuation: empty
+    ("The", ""),                                                                     # no word to end on
     ("Stay cool all day.", "Stay cool all day."),                                    # fine as written
 ])
 def test_a_field_the_model_closed_on_a_dangling_word_ends_before_it(text, expected):
@@ -119,11 +121,12 @@ async def test_channel_copy_answers_fields_within_their_limits():
 
 async def test_a_field_left_empty_is_written_again_even_without_a_quality_gate():
     plan = with_channel(make_plan(), "email")  # no sentiment floor, no retries on the route
-    first, second = {"subject": ",", "preheader": "Cold for a day."}, {"subject": "Summer sale", "preheader": "Go."}
-    model = FakeModel([json.dumps(first), json.dumps(second)])
+    first, second = {"subject": ",", "preheader": "Cold for a day."}, {"subject": "The", "preheader": "Cold."}
+    third = {"subject": "Summer sale", "preheader": "Go."}
+    model = FakeModel([json.dumps(first), json.dumps(second), json.dumps(third)])
     pipeline, _ = make_pipeline(model, FakeSentiment(scores={"Cold": 0.9}, default=0.1), plan)
     out = await run(pipeline, copy_request(channel="email"), plan)
-    assert len(model.requests) == 2 and out["attempts"] == 2
+    assert len(model.requests) == 3 and out["attempts"] == 3
     # The complete attempt is answered, though the empty one scored higher.
     assert out["fields"] == {"subject": "Summer sale", "preheader": "Go."}
 
