@@ -31,13 +31,15 @@ def _free_or_none(port: int) -> int | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from serve_app.worker_setup import keep_data_libraries_out, serving_runtime_env
+
+    keep_data_libraries_out()  # this process only deploys and waits, as the job's workers only serve
     import ray
     from ray import serve
 
     from serve_app import serve_control
     from serve_app.builder import local_ray_env, validate_for_serving
     from serve_app.serve_config import build_serve_config
-    from serve_app.worker_setup import serving_runtime_env
 
     config = load_config(args.config)
     server = config.server.model_copy(update={k: v for k, v in {"host": args.host, "port": args.port}.items() if v})
