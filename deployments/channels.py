@@ -72,6 +72,16 @@ class ChannelField(BaseModel):
             return self.limit
         return self.limit // 2 if language == "zh" else self.limit  # CJK counts 2 (English re-checked after)
 
+    def value_in(self, fields: dict, j: int) -> str:
+        """The field's ``j``-th text in an answer's fields (its only one when count is 1)."""
+        return fields[self.name][j] if self.count > 1 else fields[self.name]
+
+    def put(self, fields: dict, j: int, text: str) -> None:
+        if self.count > 1:
+            fields[self.name][j] = text
+        else:
+            fields[self.name] = text
+
     def public(self) -> dict:
         return {"name": self.name, "limit": self.limit, "unit": self.unit, "count": self.count,
                 "max_chars": {"en": self.max_chars("en"), "zh": self.max_chars("zh")}, "source": self.source}
@@ -134,6 +144,19 @@ class Channel(BaseModel):
             fields[f.name] = fitted if f.count > 1 else (fitted[0] if fitted else "")
         return fields
 
+    def fill(self, fields: dict, others: list[dict]) -> dict:
+        """``fields`` with each empty slot taken from another attempt at the same copy that wrote it (a text not
+        used yet): a placement is not answered with an empty slot that one attempt did write."""
+        filled = {k: list(v) if isinstance(v, list) else v for k, v in fields.items()}
+        for f in self.fields:
+            for j in range(f.count):
+                if f.value_in(filled, j):
+                    continue
+                used = {f.value_in(filled, i) for i in range(f.count)}
+                spare = (f.value_in(o, i) for o in others for i in range(f.count) if o.get(f.name) is not None)
+                f.put(filled, j, next((t for t in spare if t and t not in used), ""))
+        return filled
+
     def display(self, fields: dict[str, str | list[str]]) -> str:
         """The fields as one text, one line each (for ``text``, sentiment and the studio)."""
         lines = []
@@ -170,10 +193,13 @@ def close_on_word(text: str, language: str) -> str:
 
 def trim_to_boundary(text: str, language: str) -> str:
     """Cut a text that stopped at its ceiling back to where a reader would stop: the last clause end
-    (Chinese, or English with one in the last half), else the last whole word."""
+    (Chinese, or English with one in the last half) that does not leave a word no sentence ends on ("...
+    gardening and,"), else the last whole word."""
     for i in range(len(text) - 1, len(text) // 2 - 1, -1):
         if text[i] in CLAUSE_END:
-            return text[: i + 1].rstrip("，、,;:：")
+            cut = text[: i + 1].rstrip("，、,;:：")
+            if language == "zh" or cut.rsplit(" ", 1)[-1].lower() not in DANGLING:
+                return cut
     if language != "zh" and " " in text:
         words = text.rsplit(" ", 1)[0].split(" ")
         while len(words) > 1 and words[-1].lower().strip(",;:-–—/(&") in DANGLING:

@@ -14,19 +14,19 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
 
-from pydantic_core import from_json
 from ray.serve.handle import DeploymentHandle
 
 from contracts.config import QualityConfig
 from contracts.errors import InvalidRequestError, NotFoundError
 from deployments import model_calls
 from deployments.adapters import AdapterRef
-from deployments.channels import ChannelField, catalogue, fit_text, parse_answer
+from deployments.channels import fit_text, parse_answer
 from deployments.generation import Completion, GenerationRequest, SamplingOptions, engine_request_id
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan, Router
 from deployments.state.cache import cache_key_material
 from deployments.state.sessions import SessionStore
+from serve_app.channel_copy import FieldProgress, with_channel
 from serve_app.protocol import CopyRequest, CopyResponse, CopySampling, RevisionRequest, Timings, Usage
 
 RETRY_MIN_TEMPERATURE = 0.7  # at temperature 0 another seed would give the same text
@@ -160,12 +160,12 @@ class CopyPipeline:
         if enabled:
             spots = [(i, f, j) for i, fields in enumerate(shaped) for f in channel.fields
                      for j in range(f.count)]
-            texts = [value_at(shaped[i], f, j) for i, f, j in spots]
+            texts = [f.value_in(shaped[i], j) for i, f, j in spots]
             polished = await asyncio.gather(*(self.polish.process.remote(
                 Draft(t, language, plan.route.industry)) for t in texts))
             for (i, f, j), before, after in zip(spots, texts, polished, strict=True):
                 if after.text != before and fit_text(after.text, f, language) == after.text:
-                    set_value(shaped[i], f, j, after.text)
+                    f.put(shaped[i], j, after.text)
                     edits[i] += [{**e, "field": f.name} for e in after.edits]
                 polish_ms[i] += after.timings.get("polish_ms", 0.0)
         drafts = [Draft(channel.display(fields), language, plan.route.industry, reason, raw_text=raw_text,
@@ -231,14 +231,17 @@ class CopyPipeline:
         complete = [a for a in attempts if a.complete] or attempts
         chosen = max(complete, key=lambda a: a.score) if body.postprocess else complete[-1]
         c, best = chosen.completion, chosen.drafts[chosen.best]
+        fields, text = (chosen.fields[chosen.best] if chosen.fields else None), best.text
+        if fields is not None and not chosen.complete:  # every attempt left a slot empty: another one may fill it
+            fields = plan.channel.fill(fields, [a.fields[a.best] for a in attempts if a is not chosen])
+            text = plan.channel.display(fields)
         prompt_tokens = sum(a.completion.prompt_tokens for a in attempts)
         completion_tokens = sum(a.completion.completion_tokens for a in attempts)
         return CopyResponse(
             id=request_id, created=int(time.time()), industry=plan.route.industry, model=c.model,
             language=plan.language, adapter=plan.adapter.tag if plan.adapter else c.weights, variant=plan.route.variant,
             channel=plan.channel.id if plan.channel else None,
-            fields=chosen.fields[chosen.best] if chosen.fields else None,
-            text=best.text,
+            fields=fields, text=text,
             texts=[d.text for d in chosen.drafts], raw_text=best.raw_text,
             finish_reasons=c.finish_reasons, attempts=len(attempts),
             polish={"edits": best.edits} if body.postprocess else None,
@@ -251,48 +254,3 @@ class CopyPipeline:
                             total_ms=round((time.monotonic() - received) * 1000, 1),
                             tokens_per_s=round(c.tokens_per_s, 2), **chosen.timings, **best.timings),
         ).model_dump()
-
-
-def with_channel(plan: CopyPlan, channel_id: str) -> CopyPlan:
-    """The plan for copy shaped to a channel: its instructions in the prompt, its token budget."""
-    channel = catalogue().get(channel_id)
-    if channel is None:
-        raise NotFoundError(f"no channel {channel_id!r}; channels: {', '.join(catalogue())}", "channel")
-    if plan.language not in channel.languages:
-        raise InvalidRequestError(f"channel {channel_id} takes copy in {', '.join(channel.languages)}, not "
-                                  f"{plan.language}", "language")
-    *earlier, last = plan.messages
-    prompt = {**last, "content": f"{last['content']}\n\n{channel.instructions(plan.language)}"}
-    return replace(plan, messages=[*earlier, prompt], channel=channel,
-                   max_tokens=channel.max_tokens(plan.language))
-
-
-def value_at(fields: dict, f: ChannelField, j: int) -> str:
-    return fields[f.name][j] if f.count > 1 else fields[f.name]
-
-
-def set_value(fields: dict, f: ChannelField, j: int, text: str) -> None:
-    if f.count > 1:
-        fields[f.name][j] = text
-    else:
-        fields[f.name] = text
-
-
-class FieldProgress:
-    """A channel stream's fields as far as the engine has written them: the JSON so far, read with its
-    last string left open (pydantic-core's partial mode), per answer; None while nothing new is readable."""
-
-    def __init__(self):
-        self.text: dict[int, str] = {}
-        self.sent: dict[int, dict] = {}
-
-    def add(self, index: int, text: str) -> dict | None:
-        self.text[index] = self.text.get(index, "") + text
-        try:
-            fields = from_json(self.text[index], allow_partial="trailing-strings")
-        except ValueError:
-            return None
-        if not isinstance(fields, dict) or fields == self.sent.get(index, {}):
-            return None
-        self.sent[index] = fields
-        return fields

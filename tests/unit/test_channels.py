@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 from contracts.errors import InvalidRequestError, NotFoundError
 from deployments.channels import ChannelField, catalogue, fit_text, measure
-from serve_app.copy_pipeline import with_channel
+from serve_app.channel_copy import with_channel
 from serve_app.protocol import CopyResponse
 from tests.unit.test_copy_pipeline import FakeModel, FakeSentiment, copy_request, make_pipeline, make_plan, run
 
@@ -84,6 +84,12 @@ def test_a_field_the_model_closed_on_a_dangling_word_ends_before_it(text, expect
     assert fit_text(text, ChannelField(name="bullet", limit=255, source="test"), "en") == expected
 
 
+def test_a_cut_at_the_ceiling_does_not_stop_on_a_comma_after_a_dangling_word():
+    text = "read tips for home and garden. tips on how to grow leaves make you start gardening and,"
+    fitted = fit_text(text, ChannelField(name="primary_text", limit=len(text), source="test"), "en")
+    assert fitted == "read tips for home and garden. tips on how to grow leaves make you start gardening"
+
+
 def test_english_with_a_wide_character_is_cut_to_its_unit():
     fitted = fit_text("Summer sale on every bottle 夏日 now", HEADLINE, "en")
     assert measure(fitted, "width") <= 30 and not fitted.endswith(" ")
@@ -129,6 +135,20 @@ async def test_a_field_left_empty_is_written_again_even_without_a_quality_gate()
     assert len(model.requests) == 3 and out["attempts"] == 3
     # The complete attempt is answered, though the empty one scored higher.
     assert out["fields"] == {"subject": "Summer sale", "preheader": "Go."}
+
+
+async def test_slots_every_attempt_left_empty_are_filled_from_the_others():
+    plan = with_channel(make_plan(), "google-rsa")
+    attempts = [{"headlines": ["Cold all day", ",", "Leak-proof"], "descriptions": ["Keeps cold.", "{{"]},
+                {"headlines": ["Cold all day", "The", "Steel strong"], "descriptions": [".", "Built to last."]},
+                {"headlines": ["Light", "Cold all day", "."], "descriptions": ["Hot for 12 hours.", ","]}]
+    model = FakeModel([json.dumps(a) for a in attempts])
+    pipeline, _ = make_pipeline(model, FakeSentiment(scores={"Keeps": 0.9}, default=0.2), plan)
+    out = await run(pipeline, copy_request(channel="google-rsa"), plan)
+    assert out["attempts"] == 3  # every one left a slot empty: the best is answered, its gaps filled in order
+    assert out["fields"] == {"headlines": ["Cold all day", "Steel strong", "Leak-proof"],
+                             "descriptions": ["Keeps cold.", "Built to last."]}
+    assert out["text"] == "Cold all day\nSteel strong\nLeak-proof\nKeeps cold.\nBuilt to last."
 
 
 async def test_an_unfinished_answer_is_a_400_naming_max_tokens():

@@ -10,7 +10,8 @@ from deployments.generation import Completion, Delta, GenerationRequest
 from deployments.polish import Polish
 from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan
-from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline, FieldProgress
+from serve_app.channel_copy import FieldProgress
+from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline
 from serve_app.protocol import CopyRequest, CopyResponse
 from tests.fakes import FakeMethod
 

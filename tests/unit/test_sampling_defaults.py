@@ -16,8 +16,9 @@ from deployments.generation import Completion, GenerationRequest, SamplingOption
 from deployments.prompts import TemplateLibrary
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
+from serve_app.channel_copy import with_channel
 from serve_app.copy_api import CopyAPI
-from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, CopyPipeline, with_channel
+from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, CopyPipeline
 from serve_app.openai_api import OpenAIAPI
 from serve_app.openai_protocol import ChatCompletionRequest, CompletionRequest
 from serve_app.protocol import CopyRequest, RevisionRequest
