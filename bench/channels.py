@@ -58,7 +58,7 @@ def one(client: httpx.Client, body: dict) -> tuple[dict | None, list[dict], str 
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
     final = events[-1]
     if final["type"] != "final":
-        return None, [], f"stream ended with {final['type']}"
+        return None, [], f"stream ended with {final['type']}: {final.get('error', {}).get('message', '')[:120]}"
     raws = []  # the quality gate may write again: each attempt's JSON (the answer is the best attempt's)
     for attempt in range(1, final["attempts"] + 1):
         written = "".join(e["text"] for e in events if e["type"] == "delta" and e["attempt"] == attempt

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 CATALOGUE_FILE = Path(__file__).parent / "rules" / "channels.yaml"
 Unit = Literal["characters", "width", "gbk_bytes", "x_weighted", "sms_segments"]
 TARGET_SHARE = 0.8  # the prompt asks for this share of the ceiling: room to end a sentence
+SHORTEST_SHRUNK_FIELD = 10  # characters: below this a field is not worth writing, and the context too small
 
 # GSM 03.38: the basic set (1 septet) and the extension set (2 septets: escape + character).
 GSM7_BASIC = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -131,6 +132,24 @@ class Channel(BaseModel):
         character a tokenizer spells in bytes), plus the JSON around the fields."""
         per_char = 3 if language == "zh" else 1
         return sum(f.count * (f.max_chars(language) * per_char + 8) for f in self.fields) + 16
+
+    def within(self, language: str, budget_tokens: int) -> Channel:
+        """This channel with its longest fields shortened until a whole answer fits ``budget_tokens`` (what the
+        model's context leaves after the prompt), so the engine always closes the JSON: a 1,000-character note
+        body on a 2,048-token model would otherwise run out of context mid-field. Limits only ever shrink."""
+        per_char, channel = (3 if language == "zh" else 1), self
+        while (over := channel.max_tokens(language) - budget_tokens) > 0:
+            longest = max((f for f in channel.fields if f.unit != "sms_segments"),
+                          key=lambda f: f.count * f.max_chars(language), default=None)
+            if longest is None:
+                break
+            chars = longest.max_chars(language) - -(-over // (per_char * longest.count))  # ceiling division
+            if chars < SHORTEST_SHRUNK_FIELD:
+                break  # the context cannot hold this channel: the answer's end says so (a 400 naming max_tokens)
+            limit = chars * longest.limit // longest.max_chars(language)  # the same share in the field's unit
+            channel = channel.model_copy(update={"fields": [f.model_copy(update={"limit": limit}) if f is longest
+                                                            else f for f in channel.fields]})
+        return channel
 
     def fit(self, answer: dict, language: str) -> dict[str, str | list[str]]:
         """The model's JSON as fields that hold every limit: stripped, and trimmed at a boundary when a

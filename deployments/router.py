@@ -72,6 +72,10 @@ class Router:
             raise InvalidRequestError(f"unknown industry {name!r}; known industries: {self._known()}", "industry")
         return industry
 
+    def context_tokens(self, model: str) -> int:
+        """The model's context: prompt plus answer, in tokens."""
+        return self._config.model(model).engine.max_model_len
+
     async def resolve(self, name: str) -> RoutePlan:
         """An OpenAI ``model`` field: a route (industry or alias) or a model name."""
         if name in self._models:

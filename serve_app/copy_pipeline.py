@@ -68,7 +68,7 @@ class CopyPipeline:
     async def plan(self, body: CopyRequest) -> CopyPlan:
         plan = await self.router.plan_copy(body.industry, body.product, body.keywords, body.tone,
                                            body.length, body.language)
-        return with_channel(plan, body.channel) if body.channel else plan
+        return with_channel(plan, body.channel, self.router.context_tokens(plan.route.model)) if body.channel else plan
 
     async def plan_revision(self, body: RevisionRequest, owner: str | None) -> CopyPlan:
         """The session's conversation plus the new instruction, on the model that wrote the copy."""

@@ -34,6 +34,7 @@ def test_channels_are_listed_with_their_limits(client):
     ("finance", "sms", "zh"),            # Qwen3: one UCS-2 segment
     ("finance", "x-post", "en"),         # X's weighting, up to 280 tokens: a context of 2048
     ("education", "email", "en"),        # GPT-J (a 512-token context here: a channel that fits it)
+    ("ecommerce", "xiaohongshu-note", "en"),  # a 1,000-character body on a 1,024-token context: shortened to fit
 ])
 def test_every_field_holds_its_limit_by_construction(client, industry, channel, language):
     for seed in range(2):

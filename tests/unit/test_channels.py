@@ -9,6 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from contracts.errors import InvalidRequestError, NotFoundError
+from deployments.channels import SHORTEST_SHRUNK_FIELD as SHORTEST
 from deployments.channels import ChannelField, catalogue, fit_text, measure
 from serve_app.channel_copy import with_channel
 from serve_app.protocol import CopyResponse
@@ -107,6 +108,26 @@ def test_an_unknown_channel_or_language_is_a_4xx_naming_it():
         with_channel(make_plan(), "fax")
     with pytest.raises(InvalidRequestError, match="taobao-title takes copy in zh"):
         with_channel(make_plan(language="en"), "taobao-title")
+
+
+def test_long_fields_shrink_until_a_whole_answer_fits_the_models_context():
+    note = catalogue()["xiaohongshu-note"]
+    fitted = note.within("zh", 1400)
+    assert fitted.max_tokens("zh") <= 1400 < note.max_tokens("zh")
+    limits = {f.name: f.limit for f in fitted.fields}
+    assert limits["title"] == 20 and limits["hashtags"] == 15 and SHORTEST < limits["body"] < 1000  # the longest
+    assert note.within("en", 4096) is note  # room enough: unchanged
+    assert note.within("zh", 100).max_tokens("zh") > 100  # hopeless: left to the 400 naming max_tokens
+    taobao = catalogue()["taobao-title"].within("zh", 60)  # a unit counting 2 per character keeps its share
+    assert taobao.fields[0].limit == 2 * taobao.fields[0].max_chars("zh") < 60
+
+
+def test_a_channel_plan_on_a_small_context_asks_for_what_fits():
+    plan = with_channel(make_plan(language="zh"), "xiaohongshu-note", context_tokens=2048)
+    assert plan.max_tokens <= 2048 - sum(len(m["content"]) for m in plan.messages)
+    body = plan.channel.fields[1]
+    assert body.name == "body" and body.limit < 1000  # the prompt names the shortened target
+    assert f"body（每条不超过 {int(body.max_chars('zh') * 0.8)} 个字）" in plan.messages[-1]["content"]
 
 
 async def test_channel_copy_answers_fields_within_their_limits():
