@@ -50,14 +50,15 @@ def measure(url: str, model: str, args, schema: bool) -> dict:
 
 
 async def validity(url: str, model: str, answers: int, clients: int) -> dict:
-    """``answers`` schema-constrained answers with room to finish (``max_tokens`` 400): how many parse as JSON
-    and hold the schema, how many the token budget cut, how many are invalid although finished."""
+    """``answers`` schema-constrained answers with room to finish: how many parse as JSON and hold the schema,
+    how many the token budget cut, how many are invalid although finished. The schema's 270 characters can take
+    four tokens each (an emoji is spelled in bytes; the small model writes runs of them): ``max_tokens`` 1200."""
     check, sem = Draft202012Validator(SCHEMA), asyncio.Semaphore(clients)
     counts = {"valid": 0, "invalid": 0, "length": 0}
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         async def one() -> None:
             async with sem:
-                r = await client.post("/v1/chat/completions", json=body(model, 400, False, True))
+                r = await client.post("/v1/chat/completions", json=body(model, 1200, False, True))
             r.raise_for_status()
             choice = r.json()["choices"][0]
             try:

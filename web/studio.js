@@ -202,14 +202,21 @@ async function loadChannels() {
   }
 }
 
-// A preview of the placement: each field in its slot, with its count against the platform's limit.
+function hidePlacement() {
+  $("placement").hidden = true;
+  $("placement").replaceChildren();
+}
+
+// A preview of the placement: each field in its slot, with its count against the platform's limit. Mid-stream
+// (a `fields` event) it shows the fields as far as written; a field not begun yet is missing.
 function showPlacement(response) {
   const channel = channels.find((c) => c.id === response.channel);
   $("placement").hidden = !channel;
   if (!channel) return $("placement").replaceChildren();
   $("placement").dataset.channel = channel.id;
   const rows = channel.fields.flatMap((f) => {
-    const values = Array.isArray(response.fields[f.name]) ? response.fields[f.name] : [response.fields[f.name]];
+    const written = response.fields?.[f.name];
+    const values = written === undefined || written === null ? [] : Array.isArray(written) ? written : [written];
     return values.map((value, i) => {
       const row = document.createElement("div");
       row.className = "slot";
@@ -279,6 +286,7 @@ async function run(path, body, request) {
   showMessage("");
   running = { controller: new AbortController(), started: performance.now(), firstTokenMs: null };
   $("result").hidden = true;
+  hidePlacement();
   $("ttft").textContent = "";
   renderMarkdown("");
   setState("streaming", "Writing…");
@@ -294,8 +302,11 @@ async function run(path, body, request) {
         }
         text += event.text;
         renderMarkdown(text);
+      } else if (event.type === "fields") {
+        if (event.index === 0 && body.channel) showPlacement({ channel: body.channel, fields: event.fields });
       } else if (event.type === "retry") {
         text = "";
+        hidePlacement();
         setState("streaming", event.reason === "a field was empty"
           ? "A field came back empty; writing again…"
           : `Below the quality bar (sentiment ${event.sentiment_score}); writing again…`);

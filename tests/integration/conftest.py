@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -98,7 +99,9 @@ def make_key(app_config):
                 await store.close()
             return key.id, secret
 
-        return asyncio.run(create())
+        # In a thread of its own: a browser test's page (Playwright's sync API) keeps an event loop running here.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, create()).result()
 
     return make
 

@@ -138,8 +138,19 @@ def test_a_channel_copy_shows_its_placement_with_counters(page):
     page.select_option("#channel", "google-rsa")
     page.select_option("#language", "en")
     page.fill("#product", "insulated steel water bottle")
+    # The placement fills in as the fields are written, before the final event: recorded by the page itself.
+    page.evaluate("""() => {
+        const p = document.getElementById('placement'), s = document.getElementById('state');
+        const seen = window.__placement = {live: null, done: null};
+        new MutationObserver(() => {
+            if (s.dataset.state === 'streaming' && !p.hidden && p.querySelector('.slot') && seen.live === null) {
+                seen.live = p.querySelectorAll('.slot').length;
+            }
+        }).observe(p, {childList: true, subtree: true, attributes: true});
+    }""")
     page.click("#generate")
     wait_done(page)
+    assert page.evaluate("window.__placement.live") is not None, "no field was shown while the copy streamed"
     slots = page.locator("#placement .slot")
     assert page.get_attribute("#placement", "data-channel") == "google-rsa" and slots.count() == 5  # 3 + 2
     for counter in page.locator("#placement .counter").all():
