@@ -202,6 +202,45 @@ async function loadChannels() {
   }
 }
 
+// How each channel looks where it runs: a card built from the fields (text only, never HTML), above the slots.
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const list = (v) => (v === undefined || v === null ? [] : Array.isArray(v) ? v : [v]).filter(Boolean);
+
+const CARDS = {
+  "google-rsa": (f) => [el("div", "card-meta", "Sponsored · www.example.com"),
+    el("div", "card-link", list(f.headlines).join(" | ")), el("div", "", list(f.descriptions).join(" "))],
+  "meta-ad": (f) => [el("div", "", f.primary_text || ""), el("div", "card-image", "image"),
+    el("div", "card-title", f.headline || ""), el("div", "card-meta", f.description || "")],
+  "amazon-product": (f) => {
+    const bullets = el("ul");
+    bullets.append(...list(f.bullets).map((b) => el("li", "", b)));
+    return [el("div", "card-link", f.title || ""), bullets];
+  },
+  "taobao-title": (f) => [el("div", "card-image", "商品图"), el("div", "card-title", f.title || ""),
+    el("div", "card-price", "¥ --")],
+  "xiaohongshu-note": (f) => [el("div", "card-image", "封面"), el("div", "card-title", f.title || ""),
+    el("div", "card-body", f.body || ""), el("div", "card-link", list(f.hashtags).map((t) => `#${t}`).join(" "))],
+  "weibo-post": (f) => [el("div", "card-meta", "@brand"), el("div", "card-body", f.text || "")],
+  "x-post": (f) => [el("div", "card-meta", "@brand"), el("div", "card-body", f.text || "")],
+  "sms": (f) => [el("div", "card-bubble", f.text || "")],
+  "email": (f) => [el("div", "card-title", f.subject || ""), el("div", "card-meta", f.preheader || "")],
+};
+
+function placementCard(channel, fields) {
+  const build = CARDS[channel.id];
+  if (!build) return [];
+  const card = el("div", "card");
+  card.dataset.card = channel.id;
+  card.append(...build(fields || {}));
+  return [card];
+}
+
 function hidePlacement() {
   $("placement").hidden = true;
   $("placement").replaceChildren();
@@ -242,7 +281,7 @@ function showPlacement(response) {
   const title = document.createElement("p");
   title.className = "muted";
   title.textContent = `${channel.label.en} · ${channel.label.zh || ""}`;
-  $("placement").replaceChildren(title, ...rows);
+  $("placement").replaceChildren(title, ...placementCard(channel, response.fields), ...rows);
 }
 
 function formRequest() {

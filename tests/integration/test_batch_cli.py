@@ -4,25 +4,19 @@ runs happen on a Ray whose whole CPUs are taken, as the embedded default's engin
 operator of the run that asks for a whole CPU would wait forever."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
-from argparse import Namespace
+from pathlib import Path
 
 import pytest
 import ray
 
-from serve_app import batch_cli
 
-
-def summary_of(capsys) -> dict:
-    """The run's JSON summary: the last thing it printed (Ray may print its own lines before it)."""
-    out = capsys.readouterr().out
-    return json.loads(out[out.rindex('{\n  "rows"'):])
-
-
-def args_for(source, out, base_url, user_key) -> Namespace:
-    return Namespace(input=str(source), out=str(out), industry="finance", channel=None, language=None, max_tokens=4,
-                     url=base_url, api_key=user_key, address=None, concurrency=2, batch_size=2, timeout=120)
+def args_for(source, out, base_url, user_key, batch_size: int = 2) -> list[str]:
+    return [str(source), "--out", str(out), "--industry", "finance", "--max-tokens", "4", "--url", base_url,
+            "--api-key", user_key, "--concurrency", "2", "--batch-size", str(batch_size), "--timeout", "120"]
 
 
 @ray.remote
@@ -43,23 +37,27 @@ def busy_ray(base_url):
         ray.kill(holder)
 
 
-def run_cli(args, timeout_s: float = 300) -> int:
-    """``batch_cli.run`` with a deadline: a run whose operators cannot be scheduled fails here, not hangs."""
-    result = []
-    runner = threading.Thread(target=lambda: result.append(batch_cli.run(args)), daemon=True)
-    runner.start()
-    runner.join(timeout_s)
-    assert result, f"copyserve batch run did not finish in {timeout_s}s (an operator waiting for a whole CPU?)"
-    return result[0]
+def run_cli(args: list[str], timeout_s: float = 300) -> tuple[int, dict]:
+    """`copyserve batch run` as an operator runs it: a process of its own (so a Ray job of its own, not the
+    serving job whose workers leave Ray Data's libraries out) on the session's Ray, with a deadline: a run whose
+    operators cannot be scheduled fails here, not hangs. Its exit status and its JSON summary (the last thing it
+    prints; Ray may print its own lines before it)."""
+    command = [str(Path(sys.executable).parent / "copyserve"), "batch", "run", *args,
+               "--address", ray.get_runtime_context().gcs_address]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"copyserve batch run did not finish in {timeout_s}s (an operator waiting for a whole CPU?)")
+    assert '{\n  "rows"' in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.returncode, json.loads(done.stdout[done.stdout.rindex('{\n  "rows"'):])
 
 
-def test_a_catalogue_is_written_once_and_a_rerun_only_adds_new_rows(tmp_path, base_url, user_key, capsys,
-                                                                     busy_ray):
+def test_a_catalogue_is_written_once_and_a_rerun_only_adds_new_rows(tmp_path, base_url, user_key, busy_ray):
     source, out = tmp_path / "catalogue.csv", tmp_path / "copy.jsonl"
     source.write_text("sku,product_name,keywords\nA-1,steel bottle,cold|light\nA-2,wool socks,warm\n"
                       "A-3,desk lamp,bright\n")
-    assert run_cli(args_for(source, out, base_url, user_key)) == 0
-    summary = summary_of(capsys)
+    status, summary = run_cli(args_for(source, out, base_url, user_key))
+    assert status == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == ["A-1", "A-2", "A-3"]
     assert summary["written"] == 3 and summary["failed"] == 0 and summary["tokens"] > 0
@@ -67,22 +65,20 @@ def test_a_catalogue_is_written_once_and_a_rerun_only_adds_new_rows(tmp_path, ba
     assert by_id["A-1"]["request"]["keywords"] == ["cold", "light"] and by_id["A-1"]["copy"]["industry"] == "finance"
 
     source.write_text(source.read_text() + "A-4,tea set,calm\n")
-    assert run_cli(args_for(source, out, base_url, user_key)) == 0
-    summary = summary_of(capsys)
-    assert summary["skipped_as_done"] == 3 and summary["written"] == 1
+    status, summary = run_cli(args_for(source, out, base_url, user_key))
+    assert status == 0 and summary["skipped_as_done"] == 3 and summary["written"] == 1
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == ["A-1", "A-2", "A-3", "A-4"]
 
 
-def test_rows_the_service_refuses_are_reported_not_written(tmp_path, base_url, user_key, capsys):
+def test_rows_the_service_refuses_are_reported_not_written(tmp_path, base_url, user_key):
     source, out = tmp_path / "bad.jsonl", tmp_path / "copy.jsonl"
     source.write_text(json.dumps({"sku": "B-1", "product_name": "x", "industry": "astrology"}) + "\n")
-    assert batch_cli.run(args_for(source, out, base_url, user_key)) == 1
-    summary = summary_of(capsys)
-    assert summary["failed"] == 1 and "unknown industry" in summary["failures"][0]["reason"]
+    status, summary = run_cli(args_for(source, out, base_url, user_key))
+    assert status == 1 and summary["failed"] == 1 and "unknown industry" in summary["failures"][0]["reason"]
     assert out.read_text() == ""
 
 
-def test_rows_are_written_as_they_are_answered_not_at_the_end(tmp_path, base_url, user_key, capsys, busy_ray):
+def test_rows_are_written_as_they_are_answered_not_at_the_end(tmp_path, base_url, user_key, busy_ray):
     """What makes a stopped run resumable: the file grows while the run goes on (a catalogue read as one block
     must not come back as one block at the end)."""
     rows = 64
@@ -98,11 +94,11 @@ def test_rows_are_written_as_they_are_answered_not_at_the_end(tmp_path, base_url
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        assert run_cli(Namespace(**{**vars(args_for(source, out, base_url, user_key)), "batch_size": 8})) == 0
+        status, summary = run_cli(args_for(source, out, base_url, user_key, batch_size=8))
     finally:
         done.set()
         watcher.join()
-    assert summary_of(capsys)["written"] == rows
+    assert status == 0 and summary["written"] == rows
     # Part of the catalogue stayed on disk while the rest was asked for: rows that came back in one piece at
     # the end would be written within milliseconds of each other.
     partial = [t for t, n in seen if 0 < n < rows]

@@ -153,6 +153,10 @@ def test_a_channel_copy_shows_its_placement_with_counters(page):
     assert page.evaluate("window.__placement.live") is not None, "no field was shown while the copy streamed"
     slots = page.locator("#placement .slot")
     assert page.get_attribute("#placement", "data-channel") == "google-rsa" and slots.count() == 5  # 3 + 2
+    # Above the slots, the copy as the search ad shows it: headlines joined by "|", as Google renders them.
+    card = page.locator("#placement .card[data-card='google-rsa']")
+    headlines = [t.inner_text() for t in page.locator("#placement .slot-text").all()[:3]]
+    assert card.count() == 1 and " | ".join(h for h in headlines if h) in card.inner_text()
     for counter in page.locator("#placement .counter").all():
         used, limit = map(int, re.match(r"(\d+) / (\d+) width", counter.inner_text()).groups())
         assert used <= limit and counter.get_attribute("data-state") == ("full" if used == limit else "ok")
@@ -257,7 +261,9 @@ def test_the_admin_tab_shows_releases_and_promotes_the_canary(page, admin, train
     assert f"v{first} stable · v{second} canary" in row.inner_text()
     assert f"v{second}: no answers yet" in row.inner_text()
     row.get_by_role("button", name="promote canary of studio-rel").click()
+    # This adapter's row: other tests' adapters may show the same versions and aliases.
     page.wait_for_function("[...document.querySelectorAll('#adapters tbody tr')].some((r) => "
+                           "r.textContent.includes('studio-rel') && "
                            f"r.textContent.includes('v{first} · v{second} canary stable'))")
     history = admin.get("/v1/adapters/studio-rel/history").json()["data"][0]
     assert (history["action"], history["to"], history["reason"]) == ("promote", second, "from the studio")
