@@ -32,7 +32,7 @@ return {0, oldest + window - now}
 
 # The request window: every entry costs 1, so the window's total is ZCARD (constant time), not a walk over
 # every entry (ACQUIRE's sum): a key allowed thousands of requests a minute must not cost Redis thousands of
-# steps per request, rejected ones included. Same KEYS/ARGV and answer as ACQUIRE, without the cost.
+# steps per request, rejected ones included. KEYS as ACQUIRE; ARGV: now_ms, window_ms, limit, member; same answer.
 COUNT = """
 local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
