@@ -42,28 +42,34 @@ class AccessControl:
             raise AuthenticationError("missing API key: send `Authorization: Bearer <key>` "
                                       "(create one with `copyserve keys create`)")
         try:
-            key = await self.keys.verify(secret.strip())
+            if admin:  # a key without the role is refused (403) before its request counts
+                key, decision = await self.keys.verify(secret.strip()), None
+            else:  # the hot path: the key read and its request counted in one round trip
+                key, decision = await self.keys.verify_counted(secret.strip(), self._count)
         except ConnectionError as err:
             raise ServiceUnavailableError(str(err)) from None
         if key is None:
             raise AuthenticationError("invalid or revoked API key")
         if admin and key.role != "admin":
             raise PermissionDeniedError("this endpoint needs an admin key")
-        await self._admit(key)
+        if admin:
+            decision = await self.limiter.admit(key.id, self._limits(key)[0])
+        if decision is not None and not decision.admitted:
+            metrics.RATE_LIMITED.inc(tags={"limit": "requests"})
+            raise RateLimitError(f"rate limit reached: {self._limits(key)[0]} requests per {self.config.window_s}s "
+                                 f"for this key; retry in {decision.retry_after_s}s", decision.retry_after_s)
         return key
+
+    async def _count(self, record_key: str, digest: str, key_id: str):
+        """Count a request in the key's read (``RateLimiter.admit_key``), against the limits of its role."""
+        roles = {role: limits.requests_per_window for role, limits in self.config.rate_limits.items()
+                 if limits.requests_per_window}
+        return await self.limiter.admit_key(record_key, digest, key_id, roles)
 
     def _limits(self, key: ApiKey) -> tuple[int | None, int | None]:
         role = self.config.rate_limits.get(key.role)
         return (key.requests_per_window or (role.requests_per_window if role else None),
                 key.tokens_per_window or (role.tokens_per_window if role else None))
-
-    async def _admit(self, key: ApiKey) -> None:
-        requests, _ = self._limits(key)
-        decision = await self.limiter.admit(key.id, requests)
-        if not decision.admitted:
-            metrics.RATE_LIMITED.inc(tags={"limit": "requests"})
-            raise RateLimitError(f"rate limit reached: {requests} requests per {self.config.window_s}s for this "
-                                 f"key; retry in {decision.retry_after_s}s", decision.retry_after_s)
 
     async def reserve(self, key: ApiKey | None, tokens: int) -> Reservation | None:
         """Hold ``tokens`` (``n × max_tokens``: the most a request may generate) against the key's token

@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 from deployments.state.store import RedisStore
 
 # While Redis is down, keys verified within this window keep working (fail open for known keys only).
 # A key revoked just before an outage works that long on the replicas that had verified it.
 DEFAULT_OUTAGE_GRACE_S = 600
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,19 @@ class KeyStore:
         digest = hash_secret(secret)
         # A key's id is its digest's first 16 hex digits (``create``): one read, no lookup through keyhash;
         # the full digest stored in the record rules out two secrets sharing those digits.
-        fields = await self.store.call(lambda r: r.hgetall(self._record(digest[:16])))
+        return self._checked(digest, await self.store.call(lambda r: r.hgetall(self._record(digest[:16]))))
+
+    async def verify_counted(self, secret: str, count: Callable[[str, str, str], Awaitable[tuple[dict, T] | None]]
+                             ) -> tuple[ApiKey | None, T | None]:
+        """``verify`` with a request counted in the same round trip: ``count(record key, digest, key id)``
+        reads the record and counts (``RateLimiter.admit_key``). The count's answer is None while Redis is down
+        (a key verified recently still passes, uncounted) and meaningless for an invalid key."""
+        digest = hash_secret(secret)
+        counted = await count(self._record(digest[:16]), digest, digest[:16])
+        key = self._checked(digest, counted[0] if counted else None)
+        return key, (counted[1] if counted and key else None)
+
+    def _checked(self, digest: str, fields: dict | None) -> ApiKey | None:
         if fields is None:  # Redis unavailable
             known = self._verified.get(digest)
             if known and time.monotonic() - known[1] < self.outage_grace_s:

@@ -45,6 +45,31 @@ local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 return {0, tonumber(oldest[2] or now) + window - now}
 """
 
+# The key check and the request count in one round trip (``admit_key``): KEYS[1] is the API key's record (a hash),
+# KEYS[2] its request window; ARGV: the secret's digest, now_ms, window_ms, member, then role/limit pairs. The
+# request is counted (as COUNT) only when the record holds the digest and is not revoked, against the key's own
+# limit, else its role's, if either is set. Returns {the record as HGETALL, admitted 0/1, ms to wait}.
+COUNT_FOR_KEY = """
+local record = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #record, 2 do fields[record[i]] = record[i + 1] end
+if fields['hash'] ~= ARGV[1] or fields['revoked'] == 'True' then return {record, 1, 0} end
+local limit = tonumber(fields['requests_per_window'] or '')
+if not limit then
+  for i = 5, #ARGV, 2 do if ARGV[i] == fields['role'] then limit = tonumber(ARGV[i + 1]) end end
+end
+if not limit then return {record, 1, 0} end
+local key, now, window = KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+if redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('PEXPIRE', key, window)
+  return {record, 1, 0}
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {record, 0, tonumber(oldest[2] or now) + window - now}
+"""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -76,6 +101,7 @@ class RateLimiter:
         client = store.client
         self._script = client.register_script(ACQUIRE) if client is not None else None
         self._count = client.register_script(COUNT) if client is not None else None
+        self._count_for_key = client.register_script(COUNT_FOR_KEY) if client is not None else None
 
     def _retry_after_s(self, wait_ms) -> int:
         """Whole seconds until the oldest entry leaves the window, at most the window: each caller stamps its
@@ -96,6 +122,21 @@ class RateLimiter:
             return Decision(True)
         admitted, wait_ms = result
         return Decision(True) if int(admitted) else Decision(False, self._retry_after_s(wait_ms), "requests")
+
+    async def admit_key(self, record_key: str, digest: str, key_id: str,
+                        role_limits: dict[str, int]) -> tuple[dict, Decision] | None:
+        """Read an API key's record and count one request against its request limit, in one round trip; the
+        request counts only for a valid key (KeyStore.verify checks the record again). ``role_limits``: requests
+        per window by role, for keys without their own. None when Redis is unavailable."""
+        roles = [part for role, limit in role_limits.items() for part in (role, limit)]
+        result = await self.store.call(lambda r: self._count_for_key(
+            keys=[record_key, self.store.key("rl", "requests", key_id)],
+            args=[digest, int(time.time() * 1000), self.window_ms, uuid.uuid4().hex, *roles], client=r))
+        if result is None:
+            return None
+        record, admitted, wait_ms = result
+        fields = dict(zip(record[::2], record[1::2], strict=True))
+        return fields, (Decision(True) if int(admitted) else Decision(False, self._retry_after_s(wait_ms), "requests"))
 
     async def reserve(self, key_id: str, tokens_limit: int | None, tokens: int) -> tuple[Decision, Reservation]:
         """Hold ``tokens`` in the key's window when they fit under ``tokens_limit``."""

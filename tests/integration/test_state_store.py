@@ -135,6 +135,33 @@ def test_sliding_window_is_exact_under_concurrency(with_store):
     with_store(go)
 
 
+def test_a_key_read_counts_its_request_only_when_the_key_is_valid(with_store):
+    """The key check and the request count in one script: a wrong or revoked secret counts nothing against
+    the key's window; a valid one counts against its own limit over its role's, and is refused past it."""
+    async def go(store):
+        keys, limiter = KeyStore(store), RateLimiter(store, window_s=60)
+        count = lambda roles: lambda record, digest, key_id: limiter.admit_key(record, digest, key_id, roles)  # noqa: E731
+        key, secret = await keys.create("user", "shop")
+        window = store.key("rl", "requests", key.id)
+        found, decision = await keys.verify_counted(secret, count({"user": 3}))
+        assert found.id == key.id and decision.admitted and await store.client.zcard(window) == 1
+        # Another secret whose record cannot hold its digest, and a secret of no key: no count, no decision.
+        assert await keys.verify_counted(secret + "x", count({"user": 3})) == (None, None)
+        assert await store.client.zcard(window) == 1
+        decisions = [(await keys.verify_counted(secret, count({"user": 3})))[1] for _ in range(3)]
+        assert [d.admitted for d in decisions] == [True, True, False] and decisions[2].retry_after_s >= 1
+        assert (await keys.verify_counted(secret, count({})))[1].admitted  # no limit: admitted, not counted
+        assert await store.client.zcard(window) == 3
+        own, own_secret = await keys.create("user", "own limit", requests_per_window=1)
+        assert (await keys.verify_counted(own_secret, count({"user": 100})))[1].admitted
+        assert not (await keys.verify_counted(own_secret, count({"user": 100})))[1].admitted
+        await keys.revoke(key.id)
+        await store.client.delete(window)
+        assert await keys.verify_counted(secret, count({"user": 3})) == (None, None)
+        assert await store.client.zcard(window) == 0
+    with_store(go)
+
+
 def test_concurrent_reservations_cannot_overrun_the_token_limit(with_store):
     """Reservations are atomic: ten requests asking 30 tokens each against a limit of 100 → three pass."""
     async def go(store):

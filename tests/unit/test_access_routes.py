@@ -65,12 +65,22 @@ class Limiter:
         self.admitted.append(key_id)
         return Decision(True)
 
+    async def admit_key(self, _record: str, _digest: str, key_id: str | None, _roles) -> tuple[dict, Decision]:
+        if key_id is not None:  # as the script: a request counts only for a valid key
+            self.admitted.append(key_id)
+        return {}, Decision(True)
+
 
 class Keys:
     KEYS = {"user-secret": ApiKey("u1", "user", "user", 0.0), "admin-secret": ApiKey("a1", "admin", "admin", 0.0)}
 
     async def verify(self, secret: str) -> ApiKey | None:
         return self.KEYS.get(secret)
+
+    async def verify_counted(self, secret: str, count) -> tuple[ApiKey | None, Decision | None]:
+        key = self.KEYS.get(secret)
+        _, decision = await count(f"key:{secret}", secret, key.id if key else None)
+        return key, decision if key else None
 
     async def list(self) -> list[ApiKey]:
         return list(self.KEYS.values())
