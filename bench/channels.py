@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deployments.channels import CLAUSE_END, DANGLING, measure  # noqa: E402
+from deployments.text.channels import CLAUSE_END, DANGLING, measure  # noqa: E402
 
 PRODUCTS = {"en": ["insulated steel water bottle", "noise-cancelling earbuds", "index fund for beginners",
                    "online algebra course"],

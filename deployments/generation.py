@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from deployments.adapters import AdapterRef
+from deployments.releases.adapters import AdapterRef
 
 
 def engine_request_id(request_id: str, attempt: int = 1) -> str:

@@ -19,7 +19,7 @@ from contracts.process import freeze_startup_heap
 from deployments.coalesce import Coalescer
 from deployments.engines.base import LLMEngine
 from deployments.generation import Completion, Delta, GenerationRequest
-from deployments.merged_weights import weights_from_env, with_merged_weights
+from deployments.releases.merged_weights import weights_from_env, with_merged_weights
 
 logger = logging.getLogger("copyserve.model_server")
 DEFAULT_ENGINE = "deployments.engines.vllm_engine:VLLMEngine"

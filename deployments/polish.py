@@ -15,10 +15,10 @@ from contracts.errors import quiet_client_errors
 from contracts.process import freeze_startup_heap
 from deployments import model_calls
 from deployments.generation import GenerationRequest, SamplingOptions
-from deployments.polish_rules import RULES_FILE, Edit, load_compliance, polish_text
-from deployments.postprocess import Draft
+from deployments.text.draft import Draft
+from deployments.text.polish_rules import RULES_FILE, Edit, load_compliance, polish_text
 
-PROMPT_FILE = Path(__file__).parent / "rules" / "polish_prompt.yaml"
+PROMPT_FILE = Path(__file__).parent / "text" / "rules" / "polish_prompt.yaml"
 
 
 class Polish:

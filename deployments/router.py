@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from contracts.config import AppConfig, QualityConfig
 from contracts.errors import InvalidRequestError, NotFoundError
-from deployments.adapters import AdapterRef
-from deployments.channels import Channel
-from deployments.postprocess import CJK
-from deployments.prompts import Language, Length, TemplateLibrary
+from deployments.releases.adapters import AdapterRef
 from deployments.state.routes import LiveRoute, LiveRoutes, Shadow, pick
 from deployments.state.store import RedisStore
+from deployments.text.channels import Channel
+from deployments.text.draft import CJK
+from deployments.text.prompts import Language, Length, TemplateLibrary
 
 
 @dataclass(frozen=True)

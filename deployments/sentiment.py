@@ -15,7 +15,7 @@ from ray import serve
 
 from contracts.config import SentimentConfig
 from contracts.process import freeze_startup_heap
-from deployments.postprocess import Draft, detect_language
+from deployments.text.draft import Draft, detect_language
 
 logger = logging.getLogger("copyserve.sentiment")
 POSITIVE_FROM, NEGATIVE_BELOW = 0.6, 0.4
@@ -37,7 +37,7 @@ class LexiconBackend(SentimentBackend):
     def __init__(self):
         from textblob import TextBlob
 
-        from deployments.zh_sentiment import ReviewBayes
+        from deployments.text.zh_sentiment import ReviewBayes
 
         self._en, self._zh = TextBlob, ReviewBayes()
 

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployments.postprocess import detect_language
+from deployments.text.draft import detect_language
 
 REQUIRED = ("product_name", "keywords", "copy_text")
 

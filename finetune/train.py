@@ -16,7 +16,7 @@ from peft.utils import get_peft_model_state_dict
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from deployments.prompts import BUILTIN_DIR, TemplateLibrary
+from deployments.text.prompts import BUILTIN_DIR, TemplateLibrary
 from finetune.config import TrainConfig
 from finetune.data import Example, dataset_hash, load_examples, split
 

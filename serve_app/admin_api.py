@@ -8,8 +8,8 @@ import asyncio
 from fastapi import APIRouter, Depends
 
 from contracts.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
-from deployments.adapters import parse_spec, serves_merged
 from deployments.model_server import deployment_name
+from deployments.releases.adapters import parse_spec, serves_merged
 from deployments.state.routes import LiveRoute, Shadow
 from serve_app import serve_control, weights_roll
 from serve_app.access import admin, caller

@@ -18,11 +18,11 @@ from contracts.config import (
     check_local_sources,
     parse_config,
 )
-from deployments.channels import catalogue
 from deployments.model_server import DEFAULT_ENGINE, ModelServer, deployment_name
 from deployments.polish import Polish
 from deployments.router import Router
 from deployments.sentiment import Sentiment
+from deployments.text.channels import catalogue
 from serve_app.ingress import Ingress
 
 # Defaults every deployment starts from; a deployment's own options are merged over these.

@@ -8,8 +8,8 @@ from dataclasses import replace
 from pydantic_core import from_json
 
 from contracts.errors import InvalidRequestError, NotFoundError
-from deployments.channels import catalogue
 from deployments.router import CopyPlan
+from deployments.text.channels import catalogue
 
 CHAT_TEMPLATE_TOKENS = 64  # role markers and the system turn a chat template adds around the messages
 

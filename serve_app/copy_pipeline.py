@@ -19,13 +19,13 @@ from ray.serve.handle import DeploymentHandle
 from contracts.config import QualityConfig
 from contracts.errors import InvalidRequestError, NotFoundError
 from deployments import model_calls
-from deployments.adapters import AdapterRef
-from deployments.channels import fit_text, parse_answer
 from deployments.generation import Completion, GenerationRequest, SamplingOptions, engine_request_id
-from deployments.postprocess import Draft
+from deployments.releases.adapters import AdapterRef
 from deployments.router import CopyPlan, RoutePlan, Router
 from deployments.state.cache import cache_key_material
 from deployments.state.sessions import SessionStore
+from deployments.text.channels import fit_text, parse_answer
+from deployments.text.draft import Draft
 from serve_app.channel_copy import FieldProgress, with_channel
 from serve_app.protocol import CopyRequest, CopyResponse, CopySampling, RevisionRequest, Timings, Usage
 

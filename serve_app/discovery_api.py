@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from ray.serve.handle import DeploymentHandle
 
 from contracts.errors import InvalidRequestError, NotFoundError
-from deployments.channels import catalogue
+from deployments.text.channels import catalogue
 from serve_app.access import Caller, caller, docs_reader
 from serve_app.api_app import STUDIO_HEADERS, WEB_DIR
 from serve_app.http import FastJSONResponse

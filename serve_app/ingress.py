@@ -23,9 +23,9 @@ from ray.serve.handle import DeploymentHandle
 from contracts.config import AppConfig
 from contracts.errors import ConflictError, InvalidRequestError
 from contracts.process import freeze_startup_heap
-from deployments.adapters import AdapterRef, serves_merged
-from deployments.merged_weights import ActiveWeights, PendingRolls, serves_named
-from deployments.release_autopilot import Autopilot
+from deployments.releases.adapters import AdapterRef, serves_merged
+from deployments.releases.autopilot import Autopilot
+from deployments.releases.merged_weights import ActiveWeights, PendingRolls, serves_named
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
 from deployments.state.adapter_policy import ReleasePolicies

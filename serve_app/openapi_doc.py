@@ -8,7 +8,7 @@ import copy
 from collections.abc import Callable
 
 from contracts.config import AppConfig
-from deployments.channels import catalogue
+from deployments.text.channels import catalogue
 
 
 def _with_enum(schema: dict, values: list[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from contracts.errors import NotFoundError
-from deployments.release_policy import ReleasePolicy
+from deployments.releases.policy import ReleasePolicy
 from serve_app.access import admin, caller
 from serve_app.protocol import PolicyRequest
 

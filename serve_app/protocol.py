@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from deployments.adapters import SPEC_PATTERN
 from deployments.generation import SamplingOptions
-from deployments.release_policy import ReleasePolicy
+from deployments.releases.adapters import SPEC_PATTERN
+from deployments.releases.policy import ReleasePolicy
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]

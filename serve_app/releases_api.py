@@ -10,7 +10,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Response
 
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
-from deployments.adapters import (
+from deployments.releases.adapters import (
     STABLE,
     Selector,
     check_alias,
@@ -19,7 +19,7 @@ from deployments.adapters import (
     parse_version,
     serves_merged,
 )
-from deployments.evaluation import report
+from deployments.releases.evaluation import report
 from deployments.state.adapter_releases import Release, rollback_target
 from deployments.state.keys import ApiKey
 from serve_app.access import AdminCaller, Caller, admin, caller

@@ -13,8 +13,8 @@ import logging
 
 from contracts.config import AppConfig
 from contracts.errors import ConflictError, NotFoundError
-from deployments.adapters import Selector
-from deployments.merged_weights import ActiveWeights, PendingRolls
+from deployments.releases.adapters import Selector
+from deployments.releases.merged_weights import ActiveWeights, PendingRolls
 from deployments.state.adapter_releases import AdapterRegistry
 from serve_app import weights_roll
 

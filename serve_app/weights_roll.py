@@ -14,9 +14,9 @@ import time
 
 from contracts.config import AppConfig
 from contracts.errors import ConflictError, ServiceUnavailableError
-from deployments.adapters import AdapterRef
-from deployments.merged_weights import ActiveWeights, PendingRoll, PendingRolls, weights_env
 from deployments.model_server import deployment_name
+from deployments.releases.adapters import AdapterRef
+from deployments.releases.merged_weights import ActiveWeights, PendingRoll, PendingRolls, weights_env
 from serve_app import serve_control
 
 logger = logging.getLogger("copyserve.weights_roll")

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError
-from deployments.adapters import Adapter, parse_spec
+from deployments.releases.adapters import Adapter, parse_spec
 from deployments.state.adapter_releases import AdapterRegistry, rollback_target
 from deployments.state.adapter_scripts import HISTORY_CAP
 

@@ -167,7 +167,7 @@ function fillForm(request) {
   renderTemplates();
 }
 
-// --- channels: each platform's unit, counted as deployments/channels.py counts it ------------------
+// --- channels: each platform's unit, counted as deployments/text/channels.py counts it ------------------
 
 const WIDE = /[\u1100-\u115F\u2E80-\u303E\u3041-\u33FF\u3400-\u4DBF\u4E00-\u9FFF\uA000-\uA4CF\uAC00-\uD7A3\uF900-\uFAFF\uFE30-\uFE4F\uFF00-\uFF60\uFFE0-\uFFE6\u{1F300}-\u{1F64F}\u{20000}-\u{3FFFD}]/u;
 const X_LIGHT = [[0, 4351], [8192, 8205], [8208, 8223], [8242, 8247]];

@@ -21,11 +21,11 @@ from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
 
 from contracts.config import ModelConfig
 from contracts.errors import EngineStoppedError, InvalidRequestError
-from deployments.adapters import AdapterRef
 from deployments.engines.base import EngineStep, LLMEngine
 from deployments.engines.vllm_tools import ToolCallReader, check_tool_parser, parser_class
 from deployments.generation import Delta, GenerationRequest, TokenLogprob
-from deployments.prompts import BUILTIN_DIR
+from deployments.releases.adapters import AdapterRef
+from deployments.text.prompts import BUILTIN_DIR
 
 logger = logging.getLogger("copyserve.engine")
 GIB = 1 << 30

@@ -1,4 +1,4 @@
-"""Per adapter version, running sums of what its answers scored (``deployments/evaluation.py``).
+"""Per adapter version, running sums of what its answers scored (``deployments/releases/evaluation.py``).
 
 Key (under the store's prefix): ``adapter:<name>:eval:v<N>``, a hash of ``samples`` (answers) and, per metric,
 ``<metric>:n``, ``<metric>:sum`` and ``<metric>:sq``. Shadow answers (a route's ``shadow``) add to the same sums
@@ -17,8 +17,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from deployments.adapters import AdapterRef
-from deployments.evaluation import LIVE_ONLY, judge, observe, pair_field
+from deployments.releases.adapters import AdapterRef
+from deployments.releases.evaluation import LIVE_ONLY, judge, observe, pair_field
 from deployments.state.store import RedisStore
 
 logger = logging.getLogger("copyserve.evaluation")

@@ -1,4 +1,4 @@
-"""Each adapter name's release policy (``deployments/release_policy.py``), next to its releases.
+"""Each adapter name's release policy (``deployments/releases/policy.py``), next to its releases.
 
 Key (under the store's prefix): ``adapter:<name>:policy``, a hash whose field ``policy`` is the policy as JSON.
 Deleting the name deletes it (``AdapterRegistry``); every ingress replica reads it when the name's evaluation
@@ -7,7 +7,7 @@ grows (the autopilot)."""
 from __future__ import annotations
 
 from contracts.errors import ServiceUnavailableError
-from deployments.release_policy import ReleasePolicy
+from deployments.releases.policy import ReleasePolicy
 from deployments.state.store import RedisStore
 
 _DOWN = object()

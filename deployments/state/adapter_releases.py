@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceUnavailableError
-from deployments.adapters import STABLE, Adapter, Selector, parse_spec
+from deployments.releases.adapters import STABLE, Adapter, Selector, parse_spec
 from deployments.state import adapter_scripts as lua
 from deployments.state.adapter_eval import evaluation_key
 from deployments.state.adapter_policy import policy_key

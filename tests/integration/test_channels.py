@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deployments.channels import DANGLING, catalogue, measure
+from deployments.text.channels import DANGLING, catalogue, measure
 
 
 def within_limits(channel_id: str, fields: dict) -> list[str]:

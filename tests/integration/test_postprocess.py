@@ -4,7 +4,7 @@ import json
 
 from ray import serve
 
-from deployments.postprocess import Draft
+from deployments.text.draft import Draft
 
 
 def sse_events(response) -> list[dict]:

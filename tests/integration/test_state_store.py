@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from contracts.config import CacheConfig, RedisConfig, SessionConfig
-from deployments.merged_weights import PendingRolls
+from deployments.releases.merged_weights import PendingRolls
 from deployments.state.cache import ResponseCache, cache_key_material
 from deployments.state.keys import KeyStore
 from deployments.state.ratelimit import RateLimiter

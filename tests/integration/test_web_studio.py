@@ -162,7 +162,7 @@ def test_a_channel_copy_shows_its_placement_with_counters(page):
         assert used <= limit and counter.get_attribute("data-state") == ("full" if used == limit else "ok")
     page.screenshot(path=SCREENSHOTS / "studio-channel.png", full_page=True)
     # The page counts each unit the way the server (and the platform) does.
-    from deployments.channels import measure
+    from deployments.text.channels import measure
 
     for unit in ("characters", "width", "gbk_bytes", "x_weighted", "sms_segments"):
         counted = page.evaluate(f"(async () => {{ const m = await import('/web/studio.js'); "

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from contracts.errors import InvalidRequestError
-from deployments.adapters import Adapter, AdapterRef, _rank, inside_roots
+from deployments.releases.adapters import Adapter, AdapterRef, _rank, inside_roots
 
 
 def test_paths_inside_a_root_resolve(tmp_path):

@@ -11,9 +11,9 @@ import pytest
 
 from contracts.config import AuthConfig, parse_config
 from contracts.errors import ServiceUnavailableError
-from deployments.adapters import AdapterRef
-from deployments.evaluation import moments, report, wilson
 from deployments.generation import Completion, Delta
+from deployments.releases.adapters import AdapterRef
+from deployments.releases.evaluation import moments, report, wilson
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
 from serve_app.copy_api import CopyAPI

@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 import serve_app.ingress  # noqa: F401 - registers the routes on the app
 from contracts.config import AuthConfig, load_config
 from contracts.errors import ConflictError, InvalidRequestError, NotFoundError
-from deployments.adapters import AdapterRef, content_digest, content_files, parse_spec
-from deployments.merged_weights import ActiveWeights
+from deployments.releases.adapters import AdapterRef, content_digest, content_files, parse_spec
+from deployments.releases.merged_weights import ActiveWeights
 from deployments.router import CopyPlan, RoutePlan
 from deployments.state.adapter_releases import AdapterRegistry
 from deployments.state.keys import ApiKey
@@ -280,7 +280,7 @@ async def test_a_version_in_use_stays(api, tmp_path):
 # --- merged weights ---------------------------------------------------------------------------------------
 
 async def test_a_merged_adapter_serves_only_the_version_the_model_runs(api):
-    from deployments.adapters import Adapter
+    from deployments.releases.adapters import Adapter
 
     for number, digest in ((1, "1" * 64), (2, "2" * 64)):
         await api.adapters.register(Adapter("tutor", "tiny-gptj", f"/m/{number}", 0, 4, 0.0, {}, kind="merged",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.evaluation import report, win_rate
+from deployments.releases.evaluation import report, win_rate
 from serve_app import adapters_cli
 from serve_app.cli import parser
 

@@ -9,8 +9,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from contracts.errors import InvalidRequestError, NotFoundError
-from deployments.channels import SHORTEST_SHRUNK_FIELD as SHORTEST
-from deployments.channels import ChannelField, catalogue, fit_text, measure
+from deployments.text.channels import SHORTEST_SHRUNK_FIELD as SHORTEST
+from deployments.text.channels import ChannelField, catalogue, fit_text, measure
 from serve_app.channel_copy import with_channel
 from serve_app.protocol import CopyResponse
 from tests.unit.test_copy_pipeline import FakeModel, FakeSentiment, copy_request, make_pipeline, make_plan, run

@@ -8,8 +8,8 @@ import time
 from contracts.config import PolishConfig, QualityConfig
 from deployments.generation import Completion, Delta, GenerationRequest
 from deployments.polish import Polish
-from deployments.postprocess import Draft
 from deployments.router import CopyPlan, RoutePlan
+from deployments.text.draft import Draft
 from serve_app.channel_copy import FieldProgress
 from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, Attempt, CopyPipeline
 from serve_app.protocol import CopyRequest, CopyResponse

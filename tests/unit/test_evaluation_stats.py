@@ -6,9 +6,9 @@ import statistics
 
 import pytest
 
-from deployments.channels import catalogue
-from deployments.evaluation import Moments, difference, mean_interval, observe, wilson
+from deployments.releases.evaluation import Moments, difference, mean_interval, observe, wilson
 from deployments.state.adapter_eval import parse_tag
+from deployments.text.channels import catalogue
 
 # --- statistics on known numbers ------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def test_encode_masks_the_prompt(tmp_path):
     from transformers import AutoTokenizer
 
     from contracts.config import models_home
-    from deployments.prompts import TemplateLibrary
+    from deployments.text.prompts import TemplateLibrary
     from finetune.embedded_models import prepare
 
     folder = prepare(models_home(), ("smollm2-135m-instruct",))["smollm2-135m-instruct"]

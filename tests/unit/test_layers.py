@@ -34,3 +34,16 @@ def test_no_import_runs_back_up_a_layer(package):
             if top in OURS and top != package and top not in ALLOWED[package]:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
     assert not wrong, f"{package} may import only {sorted(ALLOWED[package]) or 'nothing of ours'}:\n" + "\n".join(wrong)
+
+
+def test_the_text_helpers_stand_alone():
+    """deployments/text/ holds pure text helpers: no deployment, Redis store, engine or Serve reaches in, so
+    finetune, the router and every post-processor can share them."""
+    wrong = []
+    for path in sorted((ROOT / "deployments" / "text").rglob("*.py")):
+        for line, module in imports_of(path):
+            top = module.split(".")[0]
+            if (top in OURS and not module.startswith(("deployments.text", "contracts"))) or \
+                    top in ("ray", "redis", "vllm", "torch"):
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not wrong, "\n".join(wrong)

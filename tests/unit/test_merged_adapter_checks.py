@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from contracts.config import ModelConfig
 from contracts.errors import InvalidRequestError
-from deployments.adapters import AdapterRef, serves_merged, validate_merged
-from deployments.merged_weights import WEIGHTS_ENV, weights_env, weights_from_env, with_merged_weights
+from deployments.releases.adapters import AdapterRef, serves_merged, validate_merged
+from deployments.releases.merged_weights import WEIGHTS_ENV, weights_env, weights_from_env, with_merged_weights
 
 GPTJ = {"model_type": "gptj", "vocab_size": 256, "n_embd": 64, "n_layer": 2, "n_head": 4, "rotary_dim": 16}
 

@@ -205,8 +205,8 @@ async def test_async_destructor_shuts_engine_down():
 
 
 async def test_replica_serves_the_merged_weights_of_its_environment(monkeypatch):
-    from deployments.adapters import AdapterRef
-    from deployments.merged_weights import WEIGHTS_ENV, weights_env
+    from deployments.releases.adapters import AdapterRef
+    from deployments.releases.merged_weights import WEIGHTS_ENV, weights_env
 
     monkeypatch.setenv(WEIGHTS_ENV, weights_env(AdapterRef("tutor", 2, "/w/tutor/merged"))[WEIGHTS_ENV])
     server = await make_server()

@@ -7,7 +7,7 @@ import yaml
 from contracts.config import PolishConfig
 from deployments.generation import Completion, GenerationRequest
 from deployments.polish import PROMPT_FILE, Polish
-from deployments.postprocess import Draft
+from deployments.text.draft import Draft
 from tests.fakes import FakeMethod
 
 EDIT_KEYS = {"rule", "before", "after", "start", "flagged", "why"}

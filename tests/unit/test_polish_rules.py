@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.polish_rules import (
+from deployments.text.polish_rules import (
     RULES_FILE,
     ComplianceRule,
     Edit,

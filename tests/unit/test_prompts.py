@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from deployments.prompts import BUILTIN_DIR, TemplateLibrary
+from deployments.text.prompts import BUILTIN_DIR, TemplateLibrary
 
 
 @pytest.fixture(scope="module")

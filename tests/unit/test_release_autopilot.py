@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from deployments.adapters import Adapter
-from deployments.evaluation import pair_field
-from deployments.release_autopilot import Autopilot
-from deployments.release_policy import ReleasePolicy
+from deployments.releases.adapters import Adapter
+from deployments.releases.autopilot import Autopilot
+from deployments.releases.evaluation import pair_field
+from deployments.releases.policy import ReleasePolicy
 from deployments.state.adapter_eval import AdapterEvaluation, evaluation_key
 from deployments.state.adapter_policy import ReleasePolicies
 from deployments.state.adapter_releases import AdapterRegistry

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from deployments.evaluation import pair_field
-from deployments.release_policy import Evidence, ReleasePolicy, decide
+from deployments.releases.evaluation import pair_field
+from deployments.releases.policy import Evidence, ReleasePolicy, decide
 
 POLICY = ReleasePolicy(max_error_rate=0.1, max_flag_rate=0.2, min_win_rate=0.5, min_samples=100,
                        rollback_min_samples=20, auto_promote=True)

@@ -11,8 +11,8 @@ import pytest
 from ray import serve
 
 from contracts.config import AuthConfig
-from deployments.adapters import Adapter
-from deployments.release_autopilot import Autopilot
+from deployments.releases.adapters import Adapter
+from deployments.releases.autopilot import Autopilot
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
 from deployments.state.adapter_policy import ReleasePolicies

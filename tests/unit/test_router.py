@@ -6,8 +6,8 @@ import pytest
 
 from contracts.config import parse_config
 from contracts.errors import InvalidRequestError, NotFoundError
-from deployments.prompts import TemplateLibrary
 from deployments.router import RoutePlan, Router
+from deployments.text.prompts import TemplateLibrary
 
 CONFIG = {
     "server": {"default_language": "en"},

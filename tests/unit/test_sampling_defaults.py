@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from contracts.config import parse_config
-from deployments.channels import catalogue
 from deployments.generation import Completion, GenerationRequest, SamplingOptions
-from deployments.prompts import TemplateLibrary
 from deployments.router import Router
 from deployments.state.adapter_eval import AdapterEvaluation
+from deployments.text.channels import catalogue
+from deployments.text.prompts import TemplateLibrary
 from serve_app.channel_copy import with_channel
 from serve_app.copy_api import CopyAPI
 from serve_app.copy_pipeline import RETRY_MIN_TEMPERATURE, CopyPipeline

@@ -12,8 +12,8 @@ import pytest
 from ray import serve
 
 from contracts.config import SentimentConfig, models_home
-from deployments.postprocess import Draft, detect_language
 from deployments.sentiment import LexiconBackend, Sentiment, SentimentBackend, TransformersBackend, label_of
+from deployments.text.draft import Draft, detect_language
 
 EN_POSITIVE = "I love these shoes, they are wonderful, beautiful and perfect for running!"
 EN_NEGATIVE = "Terrible shoes. The quality is awful and they broke after a day, I hate them."

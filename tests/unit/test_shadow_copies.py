@@ -13,9 +13,9 @@ import pytest
 
 from contracts import metrics
 from contracts.errors import OverloadedError
-from deployments.adapters import Adapter, AdapterRef
 from deployments.generation import Completion
 from deployments.model_calls import BATCH_PRIORITY
+from deployments.releases.adapters import Adapter, AdapterRef
 from deployments.state.adapter_eval import AdapterEvaluation
 from deployments.state.routes import Shadow
 from serve_app.shadow import ShadowRunner

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.evaluation import SENTIMENT_MARGIN, judge, pair_field, pairs, report, wilson, win_rate
+from deployments.releases.evaluation import SENTIMENT_MARGIN, judge, pair_field, pairs, report, wilson, win_rate
 
 
 def scores(**values) -> dict[str, float]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from contracts.config import load_config
-from deployments.adapters import Adapter, AdapterRef
-from deployments.merged_weights import ActiveWeights, serves_named
+from deployments.releases.adapters import Adapter, AdapterRef
+from deployments.releases.merged_weights import ActiveWeights, serves_named
 from deployments.state.adapter_releases import AdapterRegistry
 from serve_app import weights_roll
 from serve_app.weights_follow import AliasFollower

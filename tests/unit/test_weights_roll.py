@@ -14,8 +14,8 @@ import yaml
 
 from contracts.config import load_config, parse_config
 from contracts.errors import ConflictError
-from deployments.adapters import Adapter, AdapterRef
-from deployments.merged_weights import PendingRoll
+from deployments.releases.adapters import Adapter, AdapterRef
+from deployments.releases.merged_weights import PendingRoll
 from serve_app import serve_control, weights_roll
 from serve_app.admin_api import AdminAPI
 from serve_app.protocol import WeightsRequest

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deployments.zh_sentiment import ReviewBayes
+from deployments.text.zh_sentiment import ReviewBayes
 
 REVIEWS = ["这双鞋非常好，质量很棒，穿着舒服，我很喜欢！", "质量太差了，穿了一天就坏了，非常失望，很难用。",
            "价格实惠，物流很快，推荐购买", "客服态度恶劣，退货麻烦"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from deployments.evaluation import pairs
+from deployments.releases.evaluation import pairs
 
 CANARY, STABLE = "canary", "stable"
 

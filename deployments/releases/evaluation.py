@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deployments.channels import catalogue, measure
+from deployments.text.channels import catalogue, measure
 
 Z95 = 1.959963984540054
 

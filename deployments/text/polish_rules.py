@@ -1,5 +1,5 @@
 """Polish rules: pure functions from text to (text, edits), language-aware (en/zh), plus the
-compliance rules read from ``deployments/rules/compliance.yaml``.
+compliance rules read from ``deployments/text/rules/compliance.yaml``.
 
 Every change is recorded as an Edit (rule, what was there, what replaced it, and where). Edits are
 patches in order: ``start`` is the offset in the text as it stood when that edit was made, so

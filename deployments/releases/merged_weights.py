@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from contracts.config import ModelConfig
 from contracts.errors import ServiceUnavailableError
-from deployments.adapters import Adapter, AdapterRef, parse_spec
+from deployments.releases.adapters import Adapter, AdapterRef, parse_spec
 from deployments.state.store import RedisStore
 
 WEIGHTS_ENV = "COPYSERVE_MERGED_ADAPTER"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from contracts import metrics
 from contracts.errors import ConflictError, ServiceUnavailableError
-from deployments.release_policy import CANARY, STABLE, Evidence, ReleasePolicy, Verdict, decide
+from deployments.releases.policy import CANARY, STABLE, Evidence, ReleasePolicy, Verdict, decide
 from deployments.state.adapter_eval import AdapterEvaluation
 from deployments.state.adapter_policy import ReleasePolicies
 from deployments.state.adapter_releases import AdapterRegistry
