@@ -114,23 +114,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not ray.is_initialized():
         ray.init(address=args.address, logging_level="WARNING")
-    light = {"num_cpus": 0.1}  # HTTP clients and a reader: the CPUs belong to the engines
+    light = 0.1  # CPUs of the HTTP clients and the reader: the CPUs belong to the engines
     # Ray Data gathers a task's output into blocks of up to target_max_block_size (128 MiB) before handing any
     # back, and on a small Ray reads a file as one or two blocks: the answers would all come back at the end,
     # and a run stopped halfway would keep nothing to resume from. Every answered batch is handed back at once,
     # and the catalogue is read in enough blocks to keep every client actor busy.
     ray.data.DataContext.get_current().target_max_block_size = HANDED_BACK_BYTES
-    ds = getattr(ray.data, reader)(str(source.resolve()), ray_remote_args=light,
+    ds = getattr(ray.data, reader)(str(source.resolve()), num_cpus=light,
                                    override_num_blocks=READ_BLOCKS_PER_ACTOR * args.concurrency)
     skip = done_ids(out)
     if skip:
         print(f"resuming: {len(skip)} rows already in {out}", file=sys.stderr)
-        ds = ds.filter(lambda row: row_id({k: _plain(v) for k, v in row.items()}) not in skip, **light)
+        ds = ds.filter(lambda row: row_id({k: _plain(v) for k, v in row.items()}) not in skip, num_cpus=light)
     defaults = {k: v for k, v in {"industry": args.industry, "channel": args.channel, "language": args.language,
                                   "max_tokens": args.max_tokens}.items() if v is not None}
     answers = ds.map_batches(CopyWriter, fn_constructor_kwargs={"url": args.url, "api_key": args.api_key,
                                                                 "defaults": defaults, "timeout_s": args.timeout},
-                             batch_size=args.batch_size, concurrency=args.concurrency, **light)
+                             batch_size=args.batch_size, num_cpus=light,
+                             compute=ray.data.ActorPoolStrategy(size=args.concurrency))
     started, counts, tokens, reasons = time.monotonic(), Counter(), 0, Counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as sink:
