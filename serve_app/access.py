@@ -27,6 +27,9 @@ from deployments.state.ratelimit import RateLimiter, Reservation
 class AccessControl:
     def __init__(self, keys: KeyStore, limiter: RateLimiter, config: AuthConfig):
         self.keys, self.limiter, self.config = keys, limiter, config
+        # Requests per window by role, for keys without their own limit (the one-round-trip check reads it).
+        self._role_requests = {role: limits.requests_per_window for role, limits in config.rate_limits.items()
+                               if limits.requests_per_window}
 
     async def check(self, request: Request, admin: bool = False) -> ApiKey | None:
         """The caller's key (None when auth is off); 401, 403, 429 or 503 otherwise."""
@@ -62,9 +65,7 @@ class AccessControl:
 
     async def _count(self, record_key: str, digest: str, key_id: str):
         """Count a request in the key's read (``RateLimiter.admit_key``), against the limits of its role."""
-        roles = {role: limits.requests_per_window for role, limits in self.config.rate_limits.items()
-                 if limits.requests_per_window}
-        return await self.limiter.admit_key(record_key, digest, key_id, roles)
+        return await self.limiter.admit_key(record_key, digest, key_id, self._role_requests)
 
     def _limits(self, key: ApiKey) -> tuple[int | None, int | None]:
         role = self.config.rate_limits.get(key.role)
