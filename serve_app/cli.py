@@ -183,6 +183,17 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def positive_int(text: str) -> int:
+    """A limit given on the command line: a whole number of at least 1 (as the HTTP API's key schema)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
 def parser() -> argparse.ArgumentParser:
     from serve_app import adapters_cli, batch_cli
     from serve_app.cluster_cli import add_commands
@@ -215,8 +226,8 @@ def parser() -> argparse.ArgumentParser:
     kc = ka.add_parser("create", help="create a key and print its secret once")
     kc.add_argument("--role", choices=["user", "admin"], default="user")
     kc.add_argument("--name", default="")
-    kc.add_argument("--requests-per-window", type=int)
-    kc.add_argument("--tokens-per-window", type=int)
+    kc.add_argument("--requests-per-window", type=positive_int, help="overrides the role's request limit")
+    kc.add_argument("--tokens-per-window", type=positive_int, help="overrides the role's token limit")
     ka.add_parser("list", help="list keys (never their secrets)")
     kr = ka.add_parser("revoke", help="revoke a key at once")
     kr.add_argument("key_id")

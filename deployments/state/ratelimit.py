@@ -55,6 +55,7 @@ local fields = {}
 for i = 1, #record, 2 do fields[record[i]] = record[i + 1] end
 if fields['hash'] ~= ARGV[1] or fields['revoked'] == 'True' then return {record, 1, 0} end
 local limit = tonumber(fields['requests_per_window'] or '')
+if limit == 0 then limit = nil end  -- as AccessControl._limits reads it: 0 is no limit of the key's own
 if not limit then
   for i = 5, #ARGV, 2 do if ARGV[i] == fields['role'] then limit = tonumber(ARGV[i + 1]) end end
 end

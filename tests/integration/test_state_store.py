@@ -155,6 +155,9 @@ def test_a_key_read_counts_its_request_only_when_the_key_is_valid(with_store):
         own, own_secret = await keys.create("user", "own limit", requests_per_window=1)
         assert (await keys.verify_counted(own_secret, count({"user": 100})))[1].admitted
         assert not (await keys.verify_counted(own_secret, count({"user": 100})))[1].admitted
+        zero, zero_secret = await keys.create("user", "zero", requests_per_window=0)  # 0: the role's limit holds
+        assert [(await keys.verify_counted(zero_secret, count({"user": 1})))[1].admitted for _ in range(2)] == \
+            [True, False]
         await keys.revoke(key.id)
         await store.client.delete(window)
         assert await keys.verify_counted(secret, count({"user": 3})) == (None, None)
