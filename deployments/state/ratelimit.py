@@ -32,24 +32,31 @@ return {0, oldest + window - now}
 
 # The request window: every entry costs 1, so the window's total is ZCARD (constant time), not a walk over
 # every entry (ACQUIRE's sum): a key allowed thousands of requests a minute must not cost Redis thousands of
-# steps per request, rejected ones included. KEYS as ACQUIRE; ARGV: now_ms, window_ms, limit, member; same answer.
-COUNT = """
-local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
-if redis.call('ZCARD', key) < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  redis.call('PEXPIRE', key, window)
-  return {1, 0}
+# steps per request, rejected ones included. Admits and records ``member`` when the window holds fewer than
+# ``limit``; returns admitted 0/1 and the ms until the oldest entry leaves the window. Shared by both scripts.
+_COUNT_FUNCTION = """
+local function count(key, now, window, limit, member)
+  redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+  if redis.call('ZCARD', key) < limit then
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, window)
+    return 1, 0
+  end
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return 0, tonumber(oldest[2] or now) + window - now
 end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return {0, tonumber(oldest[2] or now) + window - now}
+"""
+
+# KEYS as ACQUIRE; ARGV: now_ms, window_ms, limit, member; the same answer.
+COUNT = _COUNT_FUNCTION + """
+return {count(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])}
 """
 
 # The key check and the request count in one round trip (``admit_key``): KEYS[1] is the API key's record (a hash),
 # KEYS[2] its request window; ARGV: the secret's digest, now_ms, window_ms, member, then role/limit pairs. The
-# request is counted (as COUNT) only when the record holds the digest and is not revoked, against the key's own
-# limit, else its role's, if either is set. Returns {the record as HGETALL, admitted 0/1, ms to wait}.
-COUNT_FOR_KEY = """
+# request is counted only when the record holds the digest and is not revoked, against the key's own limit, else
+# its role's, if either is set. Returns {the record as HGETALL, admitted 0/1, ms to wait}.
+COUNT_FOR_KEY = _COUNT_FUNCTION + """
 local record = redis.call('HGETALL', KEYS[1])
 local fields = {}
 for i = 1, #record, 2 do fields[record[i]] = record[i + 1] end
@@ -60,15 +67,7 @@ if not limit then
   for i = 5, #ARGV, 2 do if ARGV[i] == fields['role'] then limit = tonumber(ARGV[i + 1]) end end
 end
 if not limit then return {record, 1, 0} end
-local key, now, window = KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
-if redis.call('ZCARD', key) < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  redis.call('PEXPIRE', key, window)
-  return {record, 1, 0}
-end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return {record, 0, tonumber(oldest[2] or now) + window - now}
+return {record, count(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), limit, ARGV[4])}
 """
 
 
