@@ -29,6 +29,11 @@ class EngineConfig(Strict):
         "auto", description="CPU engines: VLLM_CPU_OMP_THREADS_BIND (`auto`, `nobind`, or core ids like `0-1`). "
         "`nobind` lets several engines share a small machine."
     )
+    cpu_worker_in_engine_core: bool = Field(
+        True, description="CPU engines with one tensor-parallel rank: run the model worker inside vLLM's engine-core "
+        "process (its UniProc executor, as on GPUs; VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of a process of its "
+        "own. Measured on 2 cores: starts in 8 s instead of 13.5, 0.77 GiB less memory, no busy-waiting between two "
+        "processes for the same cores. `false`: vLLM's CPU default.")
     scheduling_policy: Literal["fcfs", "priority"] = Field(
         "priority", description="`priority`: the engine runs waiting requests by priority, then arrival, so batch "
         "lines (priority 1) wait behind live requests (0); `fcfs`: arrival order only.")

@@ -10,7 +10,7 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from contracts.config import ConfigError, load_config, parse_config
-from serve_app.builder import deployment_specs
+from serve_app.builder import deployment_specs, engine_env
 from serve_app.serve_config import APP_IMPORT_PATH, build_serve_config
 from serve_app.serve_control import DeployError, with_other_apps, with_replica_env
 
@@ -36,7 +36,8 @@ def test_model_options_reach_the_serve_config():
     app = build_serve_config(config)["applications"][0]
     pair = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj-pair")
     assert pair["num_replicas"] == 2 and pair["ray_actor_options"]["num_cpus"] == 0.5
-    assert pair["ray_actor_options"]["runtime_env"]["env_vars"] == {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    assert pair["ray_actor_options"]["runtime_env"]["env_vars"] == {"VLLM_CPU_OMP_THREADS_BIND": "nobind",
+                                                                      "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     small = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj")
     assert small["max_ongoing_requests"] == 2 and small["max_queued_requests"] == 2
     assert small["backpressure_config"] == {"status_code": 503, "retry_after_s": 1.0}
@@ -48,6 +49,18 @@ def test_model_options_reach_the_serve_config():
     ingress = next(d for d in app["deployments"] if d["name"] == "Ingress")
     assert ingress["logging_config"] == {"enable_access_log": True}
     assert small["logging_config"] == pair["logging_config"] == {"enable_access_log": False}
+
+
+def test_a_lone_cpu_worker_runs_in_the_engine_core_unless_told_otherwise():
+    model = load_config(ROOT / "tests/configs/integration.yaml").models[0]
+    assert engine_env(model)["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+    def with_engine(**update):
+        return model.model_copy(update={"engine": model.engine.model_copy(update=update)})
+
+    # vLLM's own CPU layout on request, and tensor parallelism needs a process per rank.
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in engine_env(with_engine(cpu_worker_in_engine_core=False))
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in engine_env(with_engine(tensor_parallel_size=2))
 
 
 def test_a_router_deployment_in_an_old_config_is_refused_with_the_fix():
@@ -63,7 +76,7 @@ def test_replica_env_changes_one_deployment_only():
     before = {d["name"]: d for d in built["applications"][0]["deployments"]}
     after = {d["name"]: d for d in changed["applications"][0]["deployments"]}
     assert after["model-tiny-gptj-pair"]["ray_actor_options"]["runtime_env"]["env_vars"] == {
-        "VLLM_CPU_OMP_THREADS_BIND": "nobind", "COPYSERVE_MERGED_ADAPTER": "{}"}
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "COPYSERVE_MERGED_ADAPTER": "{}"}
     assert {n: d for n, d in after.items() if n != "model-tiny-gptj-pair"} == {
         n: d for n, d in before.items() if n != "model-tiny-gptj-pair"}
     assert "COPYSERVE_MERGED_ADAPTER" not in str(built)  # the input is not modified
