@@ -29,6 +29,10 @@ class EngineConfig(Strict):
         "auto", description="CPU engines: VLLM_CPU_OMP_THREADS_BIND (`auto`, `nobind`, or core ids like `0-1`). "
         "`nobind` lets several engines share a small machine."
     )
+    cpu_threads: int | None = Field(
+        None, ge=1, le=1024, description="CPU engines: OpenMP threads of the model worker (OMP_NUM_THREADS). Unset: "
+        "every core the replica's process may run on, as vLLM on its own; Ray would give it one per `num_cpus` "
+        "(1 thread for `num_cpus: 1`, half a 2-core box). Set it where several engines share a machine.")
     cpu_worker_in_engine_core: bool = Field(
         True, description="CPU engines with one tensor-parallel rank: run the model worker inside vLLM's engine-core "
         "process (its UniProc executor, as on GPUs; VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of a process of its "

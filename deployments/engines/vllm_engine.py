@@ -4,6 +4,7 @@ sampling validation. With ``vllm_tools`` (its tool parsers), the only modules of
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from vllm.config import StructuredOutputsConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.exceptions import VLLMValidationError
 from vllm.lora.request import LoRARequest
+from vllm.platforms import current_platform
 from vllm.renderers.params import ChatParams, TokenizeParams
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -84,6 +86,10 @@ class VLLMEngine(LLMEngine):
 
     async def start(self) -> None:
         logger.info("starting vLLM engine for %s from %s", self.model.name, self.model.source)
+        if current_platform.is_cpu() and self.model.engine.cpu_threads is None:
+            # Ray set OMP_NUM_THREADS to this actor's num_cpus; the engine-core process vLLM spawns reads it
+            # when it imports torch. Unset in the config means vLLM's own default: every core we may run on.
+            os.environ["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
         # vLLM's engine metrics (TTFT, queue, KV cache use, tokens) through Ray's metrics API, so they
         # are exported with Serve's, per replica, instead of into an in-process registry nobody scrapes.
         self._engine = AsyncLLM.from_engine_args(engine_args(self.model), stat_loggers=[RayPrometheusStatLogger])
