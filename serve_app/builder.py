@@ -64,8 +64,6 @@ def local_ray_env(config: AppConfig) -> dict[str, str]:
 def engine_env(model: ModelConfig) -> dict[str, str]:
     """Settings vLLM reads only from the environment of the replica's process."""
     env = {"VLLM_CPU_OMP_THREADS_BIND": model.engine.cpu_omp_threads_bind}
-    if model.engine.cpu_threads is not None:  # unset: the engine counts the cores of the node it runs on
-        env["OMP_NUM_THREADS"] = str(model.engine.cpu_threads)
     if model.engine.cpu_worker_in_engine_core and model.engine.tensor_parallel_size == 1:
         # vLLM's CPU platform moves a lone worker to a process of its own unless multiprocessing is off; the
         # engine core itself stays a process of its own either way (AsyncLLM always spawns it).

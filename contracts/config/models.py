@@ -30,9 +30,10 @@ class EngineConfig(Strict):
         "`nobind` lets several engines share a small machine."
     )
     cpu_threads: int | None = Field(
-        None, ge=1, le=1024, description="CPU engines: OpenMP threads of the model worker (OMP_NUM_THREADS). Unset: "
-        "every core the replica's process may run on, as vLLM on its own; Ray would give it one per `num_cpus` "
-        "(1 thread for `num_cpus: 1`, half a 2-core box). Set it where several engines share a machine.")
+        None, ge=1, le=1024, description="CPU engines: OpenMP threads of the model's math (OMP_NUM_THREADS). Unset: "
+        "every core the replica's process may run on but one, the core vLLM keeps for its scheduling when it binds "
+        "threads itself (Ray alone would give one per `num_cpus`). Set it where several engines share a machine, "
+        "or to every core for throughput where nothing else needs the CPU.")
     cpu_worker_in_engine_core: bool = Field(
         True, description="CPU engines with one tensor-parallel rank: run the model worker inside vLLM's engine-core "
         "process (its UniProc executor, as on GPUs; VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of a process of its "

@@ -60,6 +60,13 @@ def engine_args(model: ModelConfig) -> AsyncEngineArgs:
     return AsyncEngineArgs(**kwargs)
 
 
+def cpu_threads(model: ModelConfig) -> int:
+    """OpenMP threads of a CPU engine: the config's, or every core this process may run on but one. vLLM keeps
+    that core for its engine core's scheduling when it binds threads itself; here it also keeps the replica,
+    Ray and Redis answering (with the engine on both cores of a 2-core box, Redis calls timed out under load)."""
+    return model.engine.cpu_threads or max(1, len(os.sched_getaffinity(0)) - 1)
+
+
 def read_chat_template(name_or_path: str | None) -> str | None:
     """A template file path, or the name of a built-in one (``plain_chat``); None keeps the tokenizer's."""
     if name_or_path is None:
@@ -86,10 +93,10 @@ class VLLMEngine(LLMEngine):
 
     async def start(self) -> None:
         logger.info("starting vLLM engine for %s from %s", self.model.name, self.model.source)
-        if current_platform.is_cpu() and self.model.engine.cpu_threads is None:
+        if current_platform.is_cpu():
             # Ray set OMP_NUM_THREADS to this actor's num_cpus; the engine-core process vLLM spawns reads it
-            # when it imports torch. Unset in the config means vLLM's own default: every core we may run on.
-            os.environ["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+            # when it imports torch.
+            os.environ["OMP_NUM_THREADS"] = str(cpu_threads(self.model))
         # vLLM's engine metrics (TTFT, queue, KV cache use, tokens) through Ray's metrics API, so they
         # are exported with Serve's, per replica, instead of into an in-process registry nobody scrapes.
         self._engine = AsyncLLM.from_engine_args(engine_args(self.model), stat_loggers=[RayPrometheusStatLogger])

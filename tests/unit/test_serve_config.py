@@ -37,7 +37,6 @@ def test_model_options_reach_the_serve_config():
     pair = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj-pair")
     assert pair["num_replicas"] == 2 and pair["ray_actor_options"]["num_cpus"] == 0.5
     assert pair["ray_actor_options"]["runtime_env"]["env_vars"] == {"VLLM_CPU_OMP_THREADS_BIND": "nobind",
-                                                                      "OMP_NUM_THREADS": "1",
                                                                       "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     small = next(d for d in app["deployments"] if d["name"] == "model-tiny-gptj")
     assert small["max_ongoing_requests"] == 2 and small["max_queued_requests"] == 2
@@ -62,9 +61,6 @@ def test_a_lone_cpu_worker_runs_in_the_engine_core_unless_told_otherwise():
     # vLLM's own CPU layout on request, and tensor parallelism needs a process per rank.
     assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in engine_env(with_engine(cpu_worker_in_engine_core=False))
     assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in engine_env(with_engine(tensor_parallel_size=2))
-    # Threads: as many as the config says; unset, none from the config (the replica counts its node's cores).
-    assert engine_env(model)["OMP_NUM_THREADS"] == "1"
-    assert "OMP_NUM_THREADS" not in engine_env(with_engine(cpu_threads=None))
 
 
 def test_a_router_deployment_in_an_old_config_is_refused_with_the_fix():
@@ -80,8 +76,7 @@ def test_replica_env_changes_one_deployment_only():
     before = {d["name"]: d for d in built["applications"][0]["deployments"]}
     after = {d["name"]: d for d in changed["applications"][0]["deployments"]}
     assert after["model-tiny-gptj-pair"]["ray_actor_options"]["runtime_env"]["env_vars"] == {
-        "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "COPYSERVE_MERGED_ADAPTER": "{}"}
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "COPYSERVE_MERGED_ADAPTER": "{}"}
     assert {n: d for n, d in after.items() if n != "model-tiny-gptj-pair"} == {
         n: d for n, d in before.items() if n != "model-tiny-gptj-pair"}
     assert "COPYSERVE_MERGED_ADAPTER" not in str(built)  # the input is not modified
