@@ -27,7 +27,8 @@ class EngineConfig(Strict):
     max_loras: int = Field(4, ge=1, le=256, description="Adapters resident in one batch.")
     cpu_omp_threads_bind: str = Field(
         "auto", description="CPU engines: VLLM_CPU_OMP_THREADS_BIND (`auto`, `nobind`, or core ids like `0-1`). "
-        "`nobind` lets several engines share a small machine."
+        "`nobind` lets several engines share a small machine. vLLM binds threads in its multiprocess executor only, "
+        "so this applies with `cpu_worker_in_engine_core: false`; otherwise `cpu_threads` sets the count."
     )
     cpu_threads: int | None = Field(
         None, ge=1, le=1024, description="CPU engines: OpenMP threads of the model's math (OMP_NUM_THREADS). Unset: "
@@ -37,8 +38,8 @@ class EngineConfig(Strict):
     cpu_worker_in_engine_core: bool = Field(
         True, description="CPU engines with one tensor-parallel rank: run the model worker inside vLLM's engine-core "
         "process (its UniProc executor, as on GPUs; VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of a process of its "
-        "own. Measured on 2 cores: starts in 8 s instead of 13.5, 0.77 GiB less memory, no busy-waiting between two "
-        "processes for the same cores. `false`: vLLM's CPU default.")
+        "own. Measured on 2 cores (bench/engine_layout.py): starts in 9.0 s instead of 14.6, 0.68 GiB less memory, "
+        "no busy-waiting between two processes for the same cores. `false`: vLLM's CPU default.")
     scheduling_policy: Literal["fcfs", "priority"] = Field(
         "priority", description="`priority`: the engine runs waiting requests by priority, then arrival, so batch "
         "lines (priority 1) wait behind live requests (0); `fcfs`: arrival order only.")
