@@ -1,6 +1,6 @@
 """The graph against plain vLLM, side by side in one run on this machine; prints one table of ratios.
 
-    python bench/compare.py                       # configs/local.yaml, its first model; ~10 minutes
+    python bench/compare.py                       # configs/local.yaml, its first model; ~3-4 minutes
     python bench/compare.py --rounds 5 --samples 20 --out /tmp/compare.json
 
 1. Plain vLLM's own OpenAI server (``bench/plain_vllm.py``: the engine arguments come from the same
