@@ -3,6 +3,7 @@ it, requests that had no token yet are retried on the other replica, and at most
 (none of the whole answers; only streams that had sent tokens may)."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -65,8 +66,11 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     before = [r for r in replicas(app_name) if r["state"] == "RUNNING"]
     assert len(before) == 2
     retries_before = total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT)
-    with SteadyLoad(client, BODY, pause_s=PAUSE_S) as load:
+    with SteadyLoad(client, BODY, pause_s=PAUSE_S) as load, ThreadPoolExecutor(4) as pool:
         time.sleep(5)
+        # Whole answers long enough to be in both engines when one dies (the load's own 8-token answers can all
+        # be over by then, leaving only a stream that had sent text): each must be retried on the live replica.
+        held = [pool.submit(client.post, "/v1/copy", json={**BODY, "max_tokens": 48}) for _ in range(4)]
         victim_pid = busy_replica_pid(model_handle(MODEL))  # work in its engine: retried, not lost
         victim = next(r for r in before if r["pid"] == victim_pid)
         engines = [p for p in psutil.Process(victim_pid).children(recursive=True)
@@ -81,6 +85,7 @@ def test_killed_engine_core_moves_its_traffic_to_the_live_replica(client, app_co
     assert len(running) == 2 and victim["replica_id"] not in {r["replica_id"] for r in running}
     assert load.total >= 50 and load.failed("whole") == 0, load.failures[:3]
     assert load.failed("stream") <= load.total * 0.01, load.failures[:3]
+    assert [f.result().status_code for f in held] == [200] * 4, [f.result().text[:200] for f in held]
 
     def retried() -> float:
         return total(scrape(app_config), "ray_copyserve_model_call_retries", deployment=DEPLOYMENT) - retries_before
