@@ -38,6 +38,10 @@ def measure_one(config_path: Path, model_name: str | None, in_core: bool) -> dic
         update={"cpu_worker_in_engine_core": in_core})})
     os.environ.update(engine_env(model))
 
+    from deployments.engines.vllm_engine import cpu_threads, engine_args
+
+    os.environ["OMP_NUM_THREADS"] = str(cpu_threads(model))  # the threads a model replica gives its engine
+
     import asyncio
     import time
     import uuid
@@ -45,8 +49,6 @@ def measure_one(config_path: Path, model_name: str | None, in_core: bool) -> dic
     import psutil
     from vllm import SamplingParams
     from vllm.v1.engine.async_llm import AsyncLLM
-
-    from deployments.engines.vllm_engine import engine_args
 
     async def run() -> dict:
         started = time.monotonic()

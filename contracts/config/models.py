@@ -38,7 +38,7 @@ class EngineConfig(Strict):
     cpu_worker_in_engine_core: bool = Field(
         True, description="CPU engines with one tensor-parallel rank: run the model worker inside vLLM's engine-core "
         "process (its UniProc executor, as on GPUs; VLLM_ENABLE_V1_MULTIPROCESSING=0) instead of a process of its "
-        "own. Measured on 2 cores (bench/engine_layout.py): starts in 9.0 s instead of 14.6, 0.68 GiB less memory, "
+        "own. Measured on 2 cores (bench/engine_layout.py): starts in 9.2 s instead of 15.5, 0.54 GiB less memory, "
         "no busy-waiting between two processes for the same cores. `false`: vLLM's CPU default.")
     scheduling_policy: Literal["fcfs", "priority"] = Field(
         "priority", description="`priority`: the engine runs waiting requests by priority, then arrival, so batch "
