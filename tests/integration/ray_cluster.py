@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.integration.helpers import free_port
 
 BIN = Path(sys.executable).parent
@@ -59,11 +61,14 @@ class LocalCluster:
                               timeout=timeout)
 
     def alive_nodes(self) -> list[dict]:
-        script = (f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR', "
-                  "log_to_driver=False); print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']} "
-                  "for n in ray.nodes() if n['Alive']]))")
-        result = self.run(sys.executable, "-c", script)
-        return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else []
+        """The live nodes, from the head's state API (an HTTP call; a Ray driver per poll would cost seconds
+        of CPU that the starting nodes need). Empty until the head's dashboard answers."""
+        try:
+            r = httpx.get(f"{self.dashboard}/api/v0/nodes", params={"detail": "true"}, timeout=10)
+            nodes = r.json()["data"]["result"]["result"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return []
+        return [{"id": n["node_id"], "resources": n["resources_total"]} for n in nodes if n["state"] == "ALIVE"]
 
     def wait_for_nodes(self, count: int, timeout_s: float = 120) -> list[dict]:
         deadline = time.monotonic() + timeout_s
@@ -75,8 +80,12 @@ class LocalCluster:
         raise RuntimeError(f"{count} Ray nodes did not come up; see logs in {self.folder}")
 
     def stop(self) -> None:
-        # Serve first, or the head waits out its drain timeout for the Serve actors.
-        self.run(BIN / "serve", "shutdown", "--yes", "--address", self.dashboard)
+        # Serve first, or the head waits out its drain timeout for the Serve actors. Through the head's REST
+        # API, as `serve shutdown` does once it has started (seconds of imports here).
+        try:
+            httpx.delete(f"{self.dashboard}/api/serve/applications/", timeout=120)
+        except httpx.HTTPError:
+            pass  # the head is already gone: nothing of Serve is left to drain
         for process in reversed(self.nodes):  # workers first, then the head
             process.terminate()
             try:
