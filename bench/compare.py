@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import psutil
 from fastapi import FastAPI
-from loadgen import chat_body, closed_loop, latencies, streamed, unique_product
+from loadgen import chat_body, closed_loop, interleaved_latencies, streamed, unique_product
 from ray import serve
 from stats import distribution
 
@@ -175,14 +175,14 @@ def measure_copy(url: str, industry: str, args, headers: dict) -> dict:
 
 
 def measure_cheap_paths(url: str, hit_body: dict, samples: int, headers: dict) -> dict:
-    n = samples * 5
-    cheap = {
-        "noop": asyncio.run(latencies(url, "GET", "/noop/", n, {})),
-        "noop_post": asyncio.run(latencies(url, "POST", "/noop/", n, {}, hit_body)),
-        "copy_cache_hit": asyncio.run(latencies(url, "POST", "/v1/copy", n, headers, hit_body)),
-        "models": asyncio.run(latencies(url, "GET", "/v1/models", n, headers)),
-        "unauthorized": asyncio.run(latencies(url, "GET", "/v1/models", n, {}, expect=401)),
-    }
+    """The cheap paths and the Serve no-op they are held against, taken in turns in the same minutes."""
+    cheap = asyncio.run(interleaved_latencies(url, {
+        "noop": {"method": "GET", "path": "/noop/"},
+        "noop_post": {"method": "POST", "path": "/noop/", "body": hit_body},
+        "copy_cache_hit": {"method": "POST", "path": "/v1/copy", "headers": headers, "body": hit_body},
+        "models": {"method": "GET", "path": "/v1/models", "headers": headers},
+        "unauthorized": {"method": "GET", "path": "/v1/models", "expect": 401},
+    }, samples * 5))
     return {name: distribution(values, 1000) for name, values in cheap.items()}
 
 

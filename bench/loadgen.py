@@ -118,19 +118,30 @@ async def closed_loop(url: str, path: str, make_body: Callable[[], dict], client
             "tok_per_s": sum(answered) / wall}
 
 
-async def latencies(url: str, method: str, path: str, samples: int, headers: dict, body: dict | None = None,
-                    expect: int = 200) -> list[float]:
-    """Seconds per request, one at a time, after five warm-up requests; asserts the status."""
-    async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
-        results = []
+async def interleaved_latencies(url: str, paths: dict[str, dict], samples: int) -> dict[str, list[float]]:
+    """Seconds per request for each named request, one request at a time, taken in turns (the order rotates
+    each round), after five warm-up rounds: a drift of the box over the run (another process waking, the
+    allocator, the GC) lands on every path alike instead of on whichever block ran then. Each path has its
+    own keep-alive connection. A path is {method, path, headers?, body?, expect?}; a wrong status raises."""
+    clients = {name: httpx.AsyncClient(base_url=url, timeout=60, headers=spec.get("headers", {}))
+               for name, spec in paths.items()}
+    results: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    try:
         for i in range(samples + 5):
-            started = time.perf_counter()
-            r = await client.request(method, path, json=body)
-            elapsed = time.perf_counter() - started
-            if r.status_code != expect:
-                raise RuntimeError(f"{method} {path}: HTTP {r.status_code} (expected {expect}): {r.text[:300]}")
-            if i >= 5:
-                results.append(elapsed)
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                spec = paths[name]
+                started = time.perf_counter()
+                r = await clients[name].request(spec["method"], spec["path"], json=spec.get("body"))
+                elapsed = time.perf_counter() - started
+                if r.status_code != spec.get("expect", 200):
+                    raise RuntimeError(f"{spec['method']} {spec['path']}: HTTP {r.status_code} "
+                                       f"(expected {spec.get('expect', 200)}): {r.text[:300]}")
+                if i >= 5:
+                    results[name].append(elapsed)
+    finally:
+        for client in clients.values():
+            await client.aclose()
     return results
 
 
