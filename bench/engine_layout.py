@@ -38,9 +38,9 @@ def measure_one(config_path: Path, model_name: str | None, in_core: bool) -> dic
         update={"cpu_worker_in_engine_core": in_core})})
     os.environ.update(engine_env(model))
 
-    from deployments.engines.vllm_engine import cpu_threads, engine_args
+    from deployments.engines.vllm_engine import engine_args, engine_core_env
 
-    os.environ["OMP_NUM_THREADS"] = str(cpu_threads(model))  # the threads a model replica gives its engine
+    os.environ.update(engine_core_env(model))  # what a model replica gives its engine core (threads, ...)
 
     import asyncio
     import time

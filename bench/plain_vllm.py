@@ -21,13 +21,13 @@ def main() -> None:
     args = p.parse_args()
 
     from contracts.config import load_config
-    from deployments.engines.vllm_engine import cpu_threads, engine_args
+    from deployments.engines.vllm_engine import engine_args, engine_core_env
     from serve_app.builder import engine_env
 
     config = load_config(args.config)
     model = config.model(args.model) if args.model else config.models[0]
     os.environ.update(engine_env(model))  # the same environment the graph gives the model's replica
-    os.environ["OMP_NUM_THREADS"] = str(cpu_threads(model))  # and the threads its engine gets
+    os.environ.update(engine_core_env(model))  # and what its engine core gets (threads, no compile when eager)
 
     import uvloop
     from vllm.entrypoints.launchers.api_server.entry import run_server

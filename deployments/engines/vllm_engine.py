@@ -67,6 +67,21 @@ def cpu_threads(model: ModelConfig) -> int:
     return model.engine.cpu_threads or max(1, len(os.sched_getaffinity(0)) - 1)
 
 
+def engine_core_env(model: ModelConfig) -> dict[str, str]:
+    """What the engine-core process vLLM spawns must find in its environment (it reads these as it imports
+    torch): the model replica sets them before it starts AsyncLLM. Off a CPU, nothing. On a CPU, the engine's
+    OpenMP threads (Ray set ``OMP_NUM_THREADS`` to the actor's ``num_cpus``), and for an eager engine no
+    torch.compile at all: vLLM still compiles a sampler helper (a sampled token's rank,
+    ``batched_count_greater_than``) with Inductor on the first request that asks for logprobs, a C++ build
+    that held every stream of the engine for ~4 s on a 2-core box; eager, it is one comparison and a sum."""
+    if not current_platform.is_cpu():
+        return {}
+    env = {"OMP_NUM_THREADS": str(cpu_threads(model))}
+    if model.engine.enforce_eager:
+        env["TORCH_COMPILE_DISABLE"] = "1"
+    return env
+
+
 def read_chat_template(name_or_path: str | None) -> str | None:
     """A template file path, or the name of a built-in one (``plain_chat``); None keeps the tokenizer's."""
     if name_or_path is None:
@@ -93,10 +108,7 @@ class VLLMEngine(LLMEngine):
 
     async def start(self) -> None:
         logger.info("starting vLLM engine for %s from %s", self.model.name, self.model.source)
-        if current_platform.is_cpu():
-            # Ray set OMP_NUM_THREADS to this actor's num_cpus; the engine-core process vLLM spawns reads it
-            # when it imports torch.
-            os.environ["OMP_NUM_THREADS"] = str(cpu_threads(self.model))
+        os.environ.update(engine_core_env(self.model))
         # vLLM's engine metrics (TTFT, queue, KV cache use, tokens) through Ray's metrics API, so they
         # are exported with Serve's, per replica, instead of into an in-process registry nobody scrapes.
         self._engine = AsyncLLM.from_engine_args(engine_args(self.model), stat_loggers=[RayPrometheusStatLogger])
