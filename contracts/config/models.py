@@ -43,7 +43,8 @@ class EngineConfig(Strict):
     scheduling_policy: Literal["fcfs", "priority"] = Field(
         "priority", description="`priority`: the engine runs waiting requests by priority, then arrival, so batch "
         "lines (priority 1) wait behind live requests (0); `fcfs`: arrival order only.")
-    enforce_eager: bool = Field(True, description="Skip CUDA graph / compile warm-up (faster start, slower decode).")
+    enforce_eager: bool = Field(True, description="Skip CUDA graph / compile warm-up (faster start, slower decode). "
+                                "On a CPU the engine core then runs with no torch.compile at all.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Raw extra vLLM AsyncEngineArgs.")
 
 
