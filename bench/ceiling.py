@@ -5,9 +5,12 @@
     python bench/ceiling.py                          # ~3 minutes
     python bench/ceiling.py --streams 64 --rates 100 160 250 --stream-interval-ms 30
 
-For each offered rate: tokens/s delivered to the clients, the p50/p99 gap between chunks a client
-receives, time to first token. "Sustained" means >= 95% of the offered rate delivered with a p99 gap
-of at most 100 ms. The model's ``stream_interval_ms`` (coalescing) is printed with the figures.
+For each offered rate: tokens/s delivered to the clients over the whole run (from the burst of 64
+requests to the last token: admission included), tokens/s while streaming (each stream's pace from its
+first token to its last, summed: what the replica keeps up once the streams run), the p50/p99 gap
+between chunks a client receives, time to first token (admission). "Sustained" means >= 95% of the
+offered rate while streaming with a p99 gap of at most 100 ms. The model's ``stream_interval_ms``
+(coalescing) is printed with the figures.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ async def one_stream(client: httpx.AsyncClient, body: dict) -> tuple[float, list
     if not arrivals:
         raise RuntimeError("a stream ended without a token")
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    return arrivals[0] - started, gaps, tokens
+    streaming_s = arrivals[-1] - arrivals[0]  # its pace once admitted: the first token's wait is TTFT's
+    return arrivals[0] - started, gaps, tokens, (tokens - 1) / streaming_s if streaming_s > 0 else 0.0
 
 
 async def level(url: str, model: str, streams: int, tokens: int) -> dict:
@@ -57,7 +61,8 @@ async def level(url: str, model: str, streams: int, tokens: int) -> dict:
         wall = time.perf_counter() - started
     ttfts = [r[0] for r in results]
     gaps = [g for r in results for g in r[1]]
-    return {"delivered_tok_per_s": sum(r[2] for r in results) / wall, "gap_p50_ms": percentile(gaps, 0.5) * 1000,
+    return {"delivered_tok_per_s": sum(r[2] for r in results) / wall, "streaming_tok_per_s": sum(r[3] for r in results),
+            "gap_p50_ms": percentile(gaps, 0.5) * 1000,
             "gap_p99_ms": percentile(gaps, 0.99) * 1000, "ttft_p50_ms": percentile(ttfts, 0.5) * 1000,
             "ttft_p90_ms": percentile(ttfts, 0.9) * 1000, "chunks": len(gaps) + len(results)}
 
@@ -102,16 +107,18 @@ def main() -> None:
             offered = rate * args.streams
             print(f"  offering {offered:,.0f} tokens/s ({args.streams} streams x {rate:g}) ...", file=sys.stderr)
             result = asyncio.run(level(url, model.name, args.streams, int(rate * args.seconds)))
-            sustained = result["delivered_tok_per_s"] >= 0.95 * offered and result["gap_p99_ms"] <= 100
+            sustained = result["streaming_tok_per_s"] >= 0.95 * offered and result["gap_p99_ms"] <= 100
             rows.append({"offered_tok_per_s": offered, **result, "sustained": sustained})
     finally:
         serve.shutdown()
         ray.shutdown()
     print(f"\nstreams: {args.streams}; coalescing interval: {model.stream_interval_ms:g} ms; config {args.config}")
-    print("| offered tok/s | delivered tok/s | gap p50 | gap p99 | TTFT p50 | TTFT p90 | sustained |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| offered tok/s | delivered tok/s (whole run) | streaming tok/s | gap p50 | gap p99 | TTFT p50 | TTFT p90 "
+          "| sustained |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['offered_tok_per_s']:,.0f} | {r['delivered_tok_per_s']:,.0f} | {r['gap_p50_ms']:.0f} ms | "
+        print(f"| {r['offered_tok_per_s']:,.0f} | {r['delivered_tok_per_s']:,.0f} | {r['streaming_tok_per_s']:,.0f} | "
+              f"{r['gap_p50_ms']:.0f} ms | "
               f"{r['gap_p99_ms']:.0f} ms | {r['ttft_p50_ms']:.0f} ms | {r['ttft_p90_ms']:.0f} ms | "
               f"{'yes' if r['sustained'] else 'no'} |")
     best = max((r["offered_tok_per_s"] for r in rows if r["sustained"]), default=0)

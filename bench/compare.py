@@ -10,7 +10,8 @@
    ``/v1/copy`` (post-processing off and on, cache hits), cheap paths, and a Ray Serve no-op app on
    the same proxy.
 Each side: streamed single-client time to first token and decode rate, closed-loop tokens/s at 1, 8
-and 16 clients (non-streamed, unique prompts, warm-up), and the RSS of its whole process tree.
+and 16 clients (non-streamed, unique prompts, warm-up), and the memory of its whole process tree
+(each process's RSS; the RSS and PSS totals: ``bench/memory.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import httpx
 import psutil
 from fastapi import FastAPI
 from loadgen import chat_body, closed_loop, interleaved_latencies, streamed, unique_product
+from memory import tree_memory
 from ray import serve
 from stats import distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-GIB = 1 << 30
 
 noop_api = FastAPI()
 
@@ -54,23 +55,6 @@ class Noop:
     async def read(self, body: dict) -> dict:
         """A POST no-op that reads its JSON body: Serve fetches a body from the proxy in one more actor call."""
         return {"ok": True}
-
-
-def tree_rss(root: psutil.Process, include_root: bool = True, leave_out: str | None = None) -> dict:
-    """RSS of a process tree, each process and the total; ``leave_out``: processes whose command line has it."""
-    procs = ([root] if include_root else []) + root.children(recursive=True)
-    rows = []
-    for p in procs:
-        try:
-            command = " ".join(p.cmdline())
-            if leave_out and leave_out in command:
-                continue
-            rows.append((p.pid, command[:70] or p.name(), p.memory_info().rss))
-        except psutil.Error:
-            continue
-    return {"processes": len(rows), "total_gib": sum(r[2] for r in rows) / GIB,
-            "each": [{"pid": pid, "cmd": cmd, "rss_mib": round(rss / (1 << 20))} for pid, cmd, rss in
-                     sorted(rows, key=lambda r: -r[2])]}
 
 
 def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
@@ -113,7 +97,7 @@ def run_plain(args, model_name: str, log: Path) -> dict:
         wait_http(f"http://127.0.0.1:{port}/health", 600, proc)
         print(f"\n  up in {time.monotonic() - started:.0f}s", file=sys.stderr)
         result = measure_openai(f"http://127.0.0.1:{port}", model_name, args, {})
-        result["memory"] = tree_rss(psutil.Process(proc.pid))
+        result["memory"] = tree_memory(psutil.Process(proc.pid))
         return result
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -224,7 +208,7 @@ def run_graph(args, model_name: str) -> dict:
         result.update({k: v for k, v in copy.items() if k != "hit_body"})
         result["cheap_ms"] = measure_cheap_paths(url, copy["hit_body"], args.samples, headers)
         # The no-op app is the yardstick, not part of the graph.
-        result["memory"] = tree_rss(psutil.Process(), include_root=False, leave_out="ServeReplica:noop")
+        result["memory"] = tree_memory(psutil.Process(), include_root=False, leave_out="ServeReplica:noop")
         return result
 
 
@@ -258,6 +242,8 @@ def ratio_rows(plain: dict, graph: dict, clients: list[int]) -> list[tuple[str, 
     rows.append(("RSS of the process tree", f"{pm['total_gib']:.2f} GiB / {pm['processes']} procs",
                  f"{gm['total_gib']:.2f} GiB / {gm['processes']} procs",
                  f"{gm['total_gib'] - pm['total_gib']:+.2f} GiB"))
+    rows.append(("PSS of the process tree (shared pages counted once)", f"{pm['total_pss_gib']:.2f} GiB",
+                 f"{gm['total_pss_gib']:.2f} GiB", f"{gm['total_pss_gib'] - pm['total_pss_gib']:+.2f} GiB"))
     return rows
 
 

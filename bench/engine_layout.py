@@ -47,6 +47,7 @@ def measure_one(config_path: Path, model_name: str | None, in_core: bool) -> dic
     import uuid
 
     import psutil
+    from memory import tree_memory
     from vllm import SamplingParams
     from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -54,8 +55,7 @@ def measure_one(config_path: Path, model_name: str | None, in_core: bool) -> dic
         started = time.monotonic()
         engine = AsyncLLM.from_engine_args(engine_args(model))
         start_s = time.monotonic() - started
-        tree = [psutil.Process()] + psutil.Process().children(recursive=True)
-        rss = sum(p.memory_info().rss for p in tree) / (1 << 30)
+        memory = tree_memory(psutil.Process())
 
         async def one(max_tokens: int) -> None:
             params = SamplingParams(max_tokens=max_tokens, temperature=0.8, ignore_eos=True)
@@ -71,7 +71,8 @@ def measure_one(config_path: Path, model_name: str | None, in_core: bool) -> dic
             await asyncio.gather(*(one(TOKENS) for _ in range(clients)))
             rates[str(clients)] = clients * TOKENS / (time.monotonic() - t)
         engine.shutdown()
-        return {"start_s": start_s, "processes": len(tree), "rss_gib": rss, "tokens_per_s": rates}
+        return {"start_s": start_s, "processes": memory["processes"], "rss_gib": memory["total_gib"],
+                "pss_gib": memory["total_pss_gib"], "tokens_per_s": rates}
 
     return asyncio.run(run())
 
@@ -109,7 +110,8 @@ def main() -> None:
     base, ours = LAYOUTS
     rows = [("engine start, s (median)", lambda x: x["start_s"], ".1f"),
             ("processes", lambda x: x["processes"], ".0f"),
-            ("RSS of the tree, GiB", lambda x: x["rss_gib"], ".2f")]
+            ("RSS of the tree, GiB", lambda x: x["rss_gib"], ".2f"),
+            ("PSS of the tree, GiB", lambda x: x["pss_gib"], ".2f")]
     rows += [(f"tokens/s, {c} concurrent", lambda x, c=c: x["tokens_per_s"][str(c)], ".1f") for c in CLIENTS]
     print(f"\n| figure ({args.rounds} starts each, median) | {base} | {ours} | ratio |")
     print("| --- | --- | --- | --- |")

@@ -145,9 +145,9 @@ class AdapterRegistry:
     async def list(self) -> list[Release]:
         """Every name with its versions; empty while Redis is down (listings fail open)."""
         async def read(r):
-            names = set(await r.smembers(self.store.key("adapter-names"))) | set(await r.hkeys(self.store.key(
-                "adapters")))
-            return await asyncio.gather(*(self.get(n, client=r) for n in sorted(names)))
+            named, legacy = await asyncio.gather(r.smembers(self.store.key("adapter-names")),
+                                                 r.hkeys(self.store.key("adapters")))  # one wait, not two
+            return await asyncio.gather(*(self.get(n, client=r) for n in sorted(set(named) | set(legacy))))
 
         if self._scripts["SNAPSHOT"] is None:
             return []
