@@ -48,6 +48,8 @@ AUTO_MOVES = Counter("copyserve_adapter_auto_moves", description="Alias moves ma
 BATCH_LINES = Counter("copyserve_batch_lines", description="Batch lines answered, by endpoint and outcome "
                       "(ok: a 2xx answer; failed: an error answer or a line that was not a request).",
                       tag_keys=("endpoint", "outcome"))
+BATCH_LINE_RETRIES = Counter("copyserve_batch_line_retries", description="Batch lines run again after a 503 "
+                             "(batch.unavailable_retry_s), by endpoint.", tag_keys=("endpoint",))
 BATCHES = Counter("copyserve_batches", description="Batches finished, by endpoint and final status.",
                   tag_keys=("endpoint", "status"))
 

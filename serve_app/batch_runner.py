@@ -225,12 +225,18 @@ class BatchRunner:
     async def _run_one(self, batch: dict, line: Line, key) -> bool | None:
         """Run a line and record its result: whether it succeeded, or None when it had a result already."""
         request_id = f"{batch['id']}-{line.number}"
+        give_up_at = time.monotonic() + self.config.unavailable_retry_s
         while True:
             status, body, retry_after_s = await self.run_line(batch["endpoint"], line.body, key, request_id)
-            if status != 429:
+            wait_s = min(30.0, max(0.5, retry_after_s))
+            if status == 429:  # the key's token budget is spent for now: wait for the window, not a failed line
+                await asyncio.sleep(wait_s)
+            elif status == 503 and time.monotonic() + wait_s < give_up_at:
+                # A model replica being replaced, a full queue, Redis away: the line itself is fine.
+                metrics.BATCH_LINE_RETRIES.inc(tags={"endpoint": batch["endpoint"]})
+                await asyncio.sleep(wait_s)
+            else:
                 break
-            # The key's token budget is spent for now: wait for the window instead of failing the line.
-            await asyncio.sleep(min(30.0, max(0.5, retry_after_s)))
         result = response_line(line.custom_id, status, request_id, body)
         for attempt in range(RECORD_ATTEMPTS):
             recorded = await self.batches.record(batch["id"], line.number, result)

@@ -170,3 +170,7 @@ class BatchConfig(Strict):
     lease_s: int = Field(30, ge=5, le=3600, description="A runner holds a batch this long between renewals; a runner "
                                                       "that died gives it up to another after this.")
     ttl_s: int = Field(30 * 86400, ge=3600, description="Files and batches are kept this long.")
+    unavailable_retry_s: int = Field(
+        600, ge=0, le=86400, description="How long a line that meets a 503 (a model replica being replaced, its "
+        "queue full, Redis away for the token reservation) is run again, after each answer's Retry-After, before "
+        "its 503 is recorded as the line's answer: the platform's trouble, not the line's. 0: recorded at once.")

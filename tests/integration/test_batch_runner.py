@@ -36,6 +36,14 @@ async def new_batch(batches: BatchStore, lines: int) -> str:
     return batch["id"]
 
 
+async def until_completed(batches: BatchStore, batch_id: str, timeout_s: float) -> dict:
+    """The batch once completed, or as it stands after ``timeout_s`` (the test's assertions say what is off)."""
+    deadline = time.monotonic() + timeout_s
+    while (batch := await batches.load(batch_id))["status"] != "completed" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return batch
+
+
 def test_a_runner_that_dies_mid_batch_is_taken_over_and_no_line_is_answered_twice(setup):
     redis_config, config = setup
     calls: list[int] = []
@@ -64,11 +72,7 @@ def test_a_runner_that_dies_mid_batch_is_taken_over_and_no_line_is_answered_twic
         answered_by_first = set(calls[:stall_after])
         second = asyncio.create_task(BatchRunner(batches, KeyStore(store), healthy_line, config).run())
         try:
-            for _ in range(200):
-                batch = await batches.load(batch_id)
-                if batch["status"] == "completed":
-                    break
-                await asyncio.sleep(0.1)
+            batch = await until_completed(batches, batch_id, 20)
         finally:
             second.cancel()
         out = (await batches.files.read(batch["output_file_id"])).decode(), batch
@@ -83,3 +87,56 @@ def test_a_runner_that_dies_mid_batch_is_taken_over_and_no_line_is_answered_twic
     # Lines the first runner had answered were not sent again; only the ones it never answered were.
     rerun = calls[len(calls) - (10 - len(answered_by_first)):]
     assert not answered_by_first & set(rerun)
+
+
+def run_to_end(redis_config, config: BatchConfig, answer, lines: int) -> tuple[dict, list[dict]]:
+    """A batch of ``lines`` run by one runner whose lines ``answer`` gives; the batch and its output rows."""
+    async def scenario():
+        store = RedisStore(redis_config)
+        batches = BatchStore(store, config)
+        batch_id = await new_batch(batches, lines)
+        runner = asyncio.create_task(BatchRunner(batches, KeyStore(store), answer, config).run())
+        try:
+            batch = await until_completed(batches, batch_id, 30)
+        finally:
+            runner.cancel()
+        files = [batch.get("output_file_id"), batch.get("error_file_id")]
+        texts = [(await batches.files.read(f)).decode() for f in files if f]
+        await store.close()
+        return batch, [json.loads(line) for text in texts for line in text.splitlines()]
+
+    return asyncio.run(scenario())
+
+
+def test_a_line_that_meets_a_503_is_run_again_until_it_is_answered(setup):
+    """A model replica being replaced answers 503 for a while: the line waits it out instead of failing."""
+    redis_config, config = setup
+    tries: dict[int, int] = {}
+
+    async def replica_coming_back(endpoint, body, key, request_id):
+        tries[body["i"]] = tries.get(body["i"], 0) + 1
+        if body["i"] % 2 == 0 and tries[body["i"]] <= 2:
+            return 503, {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}, 0.1
+        return 200, {"echo": body["i"]}, 0.0
+
+    batch, rows = run_to_end(redis_config, config, replica_coming_back, 6)
+    assert batch["request_counts"] == {"total": 6, "completed": 6, "failed": 0}, batch
+    assert sorted(r["response"]["body"]["echo"] for r in rows) == list(range(6))
+    assert tries == {0: 3, 1: 1, 2: 3, 3: 1, 4: 3, 5: 1}  # each 503 run again; no answered line run twice
+
+
+def test_a_line_still_unavailable_past_the_retry_window_is_recorded_failed(setup):
+    redis_config, config = setup
+    config = config.model_copy(update={"unavailable_retry_s": 2})
+    tries: list[int] = []
+
+    async def never_back(endpoint, body, key, request_id):
+        tries.append(body["i"])
+        return 503, {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}, 0.5
+
+    started = time.monotonic()
+    batch, rows = run_to_end(redis_config, config, never_back, 2)
+    assert batch["request_counts"] == {"total": 2, "completed": 0, "failed": 2}, batch
+    assert [r["response"]["status_code"] for r in rows] == [503, 503]
+    assert 2 < len(tries) <= 2 * 5  # run again within the window (0.5 s apart), then given up
+    assert time.monotonic() - started < 15
