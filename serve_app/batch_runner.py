@@ -171,7 +171,7 @@ class BatchRunner:
             for line in todo:
                 if not await may_go_on():
                     return
-                outcome = await self._run_one(batch, line, checked["key"])
+                outcome = await self._run_one(batch, line, checked["key"], may_go_on)
                 if outcome is not None:  # None: another runner had answered the line already
                     counts["completed" if outcome else "failed"] += 1
                     metrics.BATCH_LINES.inc(tags={"endpoint": batch["endpoint"], "outcome": "ok" if outcome else
@@ -222,21 +222,24 @@ class BatchRunner:
                                "batch was revoked; its remaining lines were not run"}], None
         return None, None, key
 
-    async def _run_one(self, batch: dict, line: Line, key) -> bool | None:
-        """Run a line and record its result: whether it succeeded, or None when it had a result already."""
+    async def _run_one(self, batch: dict, line: Line, key, may_go_on: Callable[[], Awaitable[bool]]) -> bool | None:
+        """Run a line and record its result: whether it succeeded, or None when it had a result already or was
+        left unanswered (the batch stopped while the line waited to run again)."""
         request_id = f"{batch['id']}-{line.number}"
         give_up_at = time.monotonic() + self.config.unavailable_retry_s
         while True:
             status, body, retry_after_s = await self.run_line(batch["endpoint"], line.body, key, request_id)
             wait_s = min(30.0, max(0.5, retry_after_s))
             if status == 429:  # the key's token budget is spent for now: wait for the window, not a failed line
-                await asyncio.sleep(wait_s)
+                pass
             elif status == 503 and time.monotonic() + wait_s < give_up_at:
                 # A model replica being replaced, a full queue, Redis away: the line itself is fine.
                 metrics.BATCH_LINE_RETRIES.inc(tags={"endpoint": batch["endpoint"]})
-                await asyncio.sleep(wait_s)
             else:
                 break
+            await asyncio.sleep(wait_s)
+            if not await may_go_on():  # a wait renews the lease and hears a cancel, as a new line would
+                return None
         result = response_line(line.custom_id, status, request_id, body)
         for attempt in range(RECORD_ATTEMPTS):
             recorded = await self.batches.record(batch["id"], line.number, result)

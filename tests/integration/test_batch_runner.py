@@ -140,3 +140,35 @@ def test_a_line_still_unavailable_past_the_retry_window_is_recorded_failed(setup
     assert [r["response"]["status_code"] for r in rows] == [503, 503]
     assert 2 < len(tries) <= 2 * 5  # run again within the window (0.5 s apart), then given up
     assert time.monotonic() - started < 15
+
+
+def test_a_cancel_stops_lines_that_wait_to_run_again(setup):
+    """Lines waiting out 503s hear a cancel at their next try, as a new line would: the batch ends now, not
+    after the retry window (600 s by default)."""
+    redis_config, config = setup
+
+    async def scenario():
+        store = RedisStore(redis_config)
+        batches = BatchStore(store, config)
+        batch_id = await new_batch(batches, 4)
+        tried = asyncio.Event()
+
+        async def never_back(endpoint, body, key, request_id):
+            tried.set()
+            return 503, {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}, 0.5
+
+        runner = asyncio.create_task(BatchRunner(batches, KeyStore(store), never_back, config).run())
+        try:
+            await asyncio.wait_for(tried.wait(), 30)
+            started = time.monotonic()
+            assert await batches.cancel(batch_id)
+            while (batch := await batches.load(batch_id))["status"] != "cancelled" and time.monotonic() - started < 20:
+                await asyncio.sleep(0.1)
+            return batch, time.monotonic() - started
+        finally:
+            runner.cancel()
+            await store.close()
+
+    batch, took_s = asyncio.run(scenario())
+    assert batch["status"] == "cancelled" and took_s < 5, (batch["status"], took_s)
+    assert batch["request_counts"]["completed"] == 0 and batch["request_counts"]["failed"] == 0
