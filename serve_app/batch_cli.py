@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from serve_app.batch_retry import retry_after, wait_before_retry
+
 ID_COLUMNS = ("sku", "id", "product_id")
 HANDED_BACK_BYTES = 1024   # smaller than any answered batch: each is handed back (and written) as it ends
 READ_BLOCKS_PER_ACTOR = 4
@@ -63,12 +65,24 @@ def done_ids(out: Path) -> set[str]:
 class CopyWriter:
     """A Ray Data actor: asks the service for each row of a batch, one HTTP client per actor."""
 
-    def __init__(self, url: str, api_key: str | None, defaults: dict, timeout_s: float):
+    def __init__(self, url: str, api_key: str | None, defaults: dict, timeout_s: float,
+                 unavailable_retry_s: float = 600, transport=None):
         import httpx
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
-        self.defaults = defaults
+        self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s, transport=transport)
+        self.defaults, self.unavailable_retry_s = defaults, unavailable_retry_s
+
+    def _post(self, body: dict):
+        """The service's answer to one row: a 429 waits for the key's window, a 503 is asked again for up to
+        ``unavailable_retry_s`` (``serve_app.batch_retry``), as the Batch API's runner does."""
+        give_up_at = time.monotonic() + self.unavailable_retry_s
+        while True:
+            r = self.client.post("/v1/copy", json=body)
+            wait_s = wait_before_retry(r.status_code, retry_after(r.headers), give_up_at)
+            if wait_s is None:
+                return r
+            time.sleep(wait_s)
 
     def __call__(self, rows: dict) -> dict:
         keys = list(rows)
@@ -77,7 +91,7 @@ class CopyWriter:
             row = {k: _plain(rows[k][i]) for k in keys}
             body = copy_body(row, self.defaults)
             try:
-                r = self.client.post("/v1/copy", json=body)
+                r = self._post(body)
                 payload = r.json()
                 ok, status = r.status_code == 200, r.status_code
             except Exception as err:  # noqa: BLE001 - recorded as the row's failure, the run goes on
@@ -129,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     defaults = {k: v for k, v in {"industry": args.industry, "channel": args.channel, "language": args.language,
                                   "max_tokens": args.max_tokens}.items() if v is not None}
     answers = ds.map_batches(CopyWriter, fn_constructor_kwargs={"url": args.url, "api_key": args.api_key,
-                                                                "defaults": defaults, "timeout_s": args.timeout},
+                                                                "defaults": defaults, "timeout_s": args.timeout,
+                                                                "unavailable_retry_s": args.unavailable_retry_s},
                              batch_size=args.batch_size, num_cpus=light,
                              compute=ray.data.ActorPoolStrategy(size=args.concurrency))
     started, counts, tokens, reasons = time.monotonic(), Counter(), 0, Counter()
@@ -170,4 +185,7 @@ def add_commands(sub) -> None:
     r.add_argument("--concurrency", type=int, default=2, help="HTTP client actors (requests in flight)")
     r.add_argument("--batch-size", type=int, default=8, help="rows per Ray Data batch")
     r.add_argument("--timeout", type=float, default=300, help="seconds per request")
+    r.add_argument("--unavailable-retry-s", type=float, default=600,
+                   help="how long a row the service answers 503 (a replica being replaced, a full queue) is asked "
+                        "again before it is reported failed")
     r.set_defaults(func=run)

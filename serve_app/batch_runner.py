@@ -25,6 +25,7 @@ from contracts.errors import ServiceUnavailableError
 from deployments.state.batches import BatchStore
 from deployments.state.files import CHUNK
 from deployments.state.keys import KeyStore
+from serve_app.batch_retry import wait_before_retry
 
 logger = logging.getLogger("copyserve.batches")
 POLL_S = 1.0
@@ -229,14 +230,11 @@ class BatchRunner:
         give_up_at = time.monotonic() + self.config.unavailable_retry_s
         while True:
             status, body, retry_after_s = await self.run_line(batch["endpoint"], line.body, key, request_id)
-            wait_s = min(30.0, max(0.5, retry_after_s))
-            if status == 429:  # the key's token budget is spent for now: wait for the window, not a failed line
-                pass
-            elif status == 503 and time.monotonic() + wait_s < give_up_at:
-                # A model replica being replaced, a full queue, Redis away: the line itself is fine.
-                metrics.BATCH_LINE_RETRIES.inc(tags={"endpoint": batch["endpoint"]})
-            else:
+            wait_s = wait_before_retry(status, retry_after_s, give_up_at)
+            if wait_s is None:
                 break
+            if status == 503:
+                metrics.BATCH_LINE_RETRIES.inc(tags={"endpoint": batch["endpoint"]})
             await asyncio.sleep(wait_s)
             if not await may_go_on():  # a wait renews the lease and hears a cancel, as a new line would
                 return None
