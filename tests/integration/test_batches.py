@@ -3,7 +3,6 @@ the real engines beside live traffic, read the answers by custom_id. Bad lines g
 the message the endpoint itself gives; another key sees none of it; a cancel stops the batch."""
 
 import json
-import threading
 import time
 
 import httpx
@@ -136,39 +135,6 @@ def test_a_cancelled_batch_stops_and_keeps_what_it_answered(base_url, user_key):
     assert done.status == "cancelled" and done.cancelled_at and done.cancelling_at
     assert done.request_counts.completed < 40
     assert len(results(client, done.output_file_id)) == done.request_counts.completed
-
-
-def test_lines_refused_by_a_full_model_queue_are_run_again_not_failed(base_url, user_key, client, app_config):
-    """Live traffic fills tiny-gptj's queue (max_ongoing_requests 2, max_queued_requests 2): a batch line there
-    gets the 503 a live request would, waits its Retry-After and runs again; the batch loses no line."""
-    retries = "ray_copyserve_batch_line_retries"
-    before = total(scrape(app_config), retries)
-    live = threading.Event()
-    live.set()
-
-    def keep_the_queue_full():
-        while live.is_set():
-            r = client.post("/v1/completions", json={"model": "tiny-gptj", "prompt": "Once upon a time",
-                                                     "max_tokens": 300, "temperature": 1.0}, timeout=120)
-            if r.status_code == 503:
-                time.sleep(0.05)  # the fifth client only takes a slot another frees
-
-    fillers = [threading.Thread(target=keep_the_queue_full) for _ in range(5)]
-    for t in fillers:
-        t.start()
-    batches = sdk(base_url, user_key)
-    try:
-        rows = [chat_line(f"q-{i}", model="education") for i in range(4)]  # the route on tiny-gptj
-        uploaded = batches.files.create(file=("queued.jsonl", jsonl(rows)), purpose="batch")
-        batch = batches.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
-        assert wait_for(lambda: total(scrape(app_config), retries) > before, 60), "no batch line met the full queue"
-    finally:
-        live.clear()
-        for t in fillers:
-            t.join(timeout=120)
-    done = wait_finished(batches, batch.id)
-    assert done.status == "completed" and done.request_counts.completed == 4 and done.request_counts.failed == 0
-    assert set(results(batches, done.output_file_id)) == {f"q-{i}" for i in range(4)}
 
 
 def test_uploads_are_checked(base_url, user_key):
