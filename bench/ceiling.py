@@ -118,8 +118,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['offered_tok_per_s']:,.0f} | {r['delivered_tok_per_s']:,.0f} | {r['streaming_tok_per_s']:,.0f} | "
-              f"{r['gap_p50_ms']:.0f} ms | "
-              f"{r['gap_p99_ms']:.0f} ms | {r['ttft_p50_ms']:.0f} ms | {r['ttft_p90_ms']:.0f} ms | "
+              f"{r['gap_p50_ms']:.0f} ms | {r['gap_p99_ms']:.0f} ms | {r['ttft_p50_ms']:.0f} ms | "
+              f"{r['ttft_p90_ms']:.0f} ms | "
               f"{'yes' if r['sustained'] else 'no'} |")
     best = max((r["offered_tok_per_s"] for r in rows if r["sustained"]), default=0)
     print(f"\nhighest sustained offered rate: {best:,.0f} tokens/s")

@@ -173,7 +173,7 @@ class BatchRunner:
                 if not await may_go_on():
                     return
                 outcome = await self._run_one(batch, line, checked["key"], may_go_on)
-                if outcome is not None:  # None: another runner had answered the line already
+                if outcome is not None:  # None: answered by another runner already, or left for the batch's stop
                     counts["completed" if outcome else "failed"] += 1
                     metrics.BATCH_LINES.inc(tags={"endpoint": batch["endpoint"], "outcome": "ok" if outcome else
                                                   "failed"})

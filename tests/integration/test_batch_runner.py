@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -16,6 +17,7 @@ from deployments.state.store import RedisStore
 from serve_app.batch_runner import BatchRunner
 
 CHAT = "/v1/chat/completions"
+UNAVAILABLE = {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}
 
 
 @pytest.fixture
@@ -34,6 +36,17 @@ async def new_batch(batches: BatchStore, lines: int) -> str:
              "request_counts": {"total": lines, "completed": 0, "failed": 0}}
     assert await batches.create_batch(batch)
     return batch["id"]
+
+
+@asynccontextmanager
+async def a_batch(redis_config, config: BatchConfig, lines: int):
+    """A store, its batch records and a new batch of ``lines`` (the store closed after)."""
+    store = RedisStore(redis_config)
+    try:
+        batches = BatchStore(store, config)
+        yield store, batches, await new_batch(batches, lines)
+    finally:
+        await store.close()
 
 
 async def until_completed(batches: BatchStore, batch_id: str, timeout_s: float) -> dict:
@@ -92,17 +105,14 @@ def test_a_runner_that_dies_mid_batch_is_taken_over_and_no_line_is_answered_twic
 def run_to_end(redis_config, config: BatchConfig, answer, lines: int) -> tuple[dict, list[dict]]:
     """A batch of ``lines`` run by one runner whose lines ``answer`` gives; the batch and its output rows."""
     async def scenario():
-        store = RedisStore(redis_config)
-        batches = BatchStore(store, config)
-        batch_id = await new_batch(batches, lines)
-        runner = asyncio.create_task(BatchRunner(batches, KeyStore(store), answer, config).run())
-        try:
-            batch = await until_completed(batches, batch_id, 30)
-        finally:
-            runner.cancel()
-        files = [batch.get("output_file_id"), batch.get("error_file_id")]
-        texts = [(await batches.files.read(f)).decode() for f in files if f]
-        await store.close()
+        async with a_batch(redis_config, config, lines) as (store, batches, batch_id):
+            runner = asyncio.create_task(BatchRunner(batches, KeyStore(store), answer, config).run())
+            try:
+                batch = await until_completed(batches, batch_id, 30)
+            finally:
+                runner.cancel()
+            files = [batch.get("output_file_id"), batch.get("error_file_id")]
+            texts = [(await batches.files.read(f)).decode() for f in files if f]
         return batch, [json.loads(line) for text in texts for line in text.splitlines()]
 
     return asyncio.run(scenario())
@@ -116,7 +126,7 @@ def test_a_line_that_meets_a_503_is_run_again_until_it_is_answered(setup):
     async def replica_coming_back(endpoint, body, key, request_id):
         tries[body["i"]] = tries.get(body["i"], 0) + 1
         if body["i"] % 2 == 0 and tries[body["i"]] <= 2:
-            return 503, {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}, 0.1
+            return 503, UNAVAILABLE, 0.1
         return 200, {"echo": body["i"]}, 0.0
 
     batch, rows = run_to_end(redis_config, config, replica_coming_back, 6)
@@ -132,7 +142,7 @@ def test_a_line_still_unavailable_past_the_retry_window_is_recorded_failed(setup
 
     async def never_back(endpoint, body, key, request_id):
         tries.append(body["i"])
-        return 503, {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}, 0.5
+        return 503, UNAVAILABLE, 0.5
 
     started = time.monotonic()
     batch, rows = run_to_end(redis_config, config, never_back, 2)
@@ -148,26 +158,24 @@ def test_a_cancel_stops_lines_that_wait_to_run_again(setup):
     redis_config, config = setup
 
     async def scenario():
-        store = RedisStore(redis_config)
-        batches = BatchStore(store, config)
-        batch_id = await new_batch(batches, 4)
         tried = asyncio.Event()
 
         async def never_back(endpoint, body, key, request_id):
             tried.set()
-            return 503, {"error": {"message": "model tiny-gptj is unavailable", "code": 503}}, 0.5
+            return 503, UNAVAILABLE, 0.5
 
-        runner = asyncio.create_task(BatchRunner(batches, KeyStore(store), never_back, config).run())
-        try:
-            await asyncio.wait_for(tried.wait(), 30)
-            started = time.monotonic()
-            assert await batches.cancel(batch_id)
-            while (batch := await batches.load(batch_id))["status"] != "cancelled" and time.monotonic() - started < 20:
-                await asyncio.sleep(0.1)
-            return batch, time.monotonic() - started
-        finally:
-            runner.cancel()
-            await store.close()
+        async with a_batch(redis_config, config, 4) as (store, batches, batch_id):
+            runner = asyncio.create_task(BatchRunner(batches, KeyStore(store), never_back, config).run())
+            try:
+                await asyncio.wait_for(tried.wait(), 30)
+                started = time.monotonic()
+                assert await batches.cancel(batch_id)
+                while (batch := await batches.load(batch_id))["status"] != "cancelled" and \
+                        time.monotonic() - started < 20:
+                    await asyncio.sleep(0.1)
+                return batch, time.monotonic() - started
+            finally:
+                runner.cancel()
 
     batch, took_s = asyncio.run(scenario())
     assert batch["status"] == "cancelled" and took_s < 5, (batch["status"], took_s)
